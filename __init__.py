@@ -1,0 +1,11 @@
+"""Text2Cinemagraph for ComfyUI.
+
+Loaded by ComfyUI from ``custom_nodes/<any folder>`` (it reads
+``NODE_CLASS_MAPPINGS``), and importable as the package ``text2cinemagraph``
+without ComfyUI: the stages live in :mod:`.nodes.stages` and :mod:`.kernels`.
+"""
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+__version__ = "0.1.0"
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

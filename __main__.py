@@ -1,0 +1,130 @@
+"""Command line: ``python -m text2cinemagraph animate PICTURE --mask MASK --out loop.mp4``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from .kernels import euler_integrate
+from .kernels.errors import InputError
+from .nodes.stages.directions import DIRECTION_SECTORS, REGION_KINDS
+from .nodes.stages.frames import render_pixel_frames
+from .nodes.stages.pictures import load_mask, load_picture
+from .nodes.stages.procedural_flow import procedural_flow
+from .nodes.stages.video import FORMATS, write_loop
+
+
+def _tqdm_progress(description: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    from tqdm import tqdm
+
+    bar: Optional[tqdm] = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=description, unit="step", leave=True)
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return update, close
+
+
+def _run_stage(description: str, stage: Callable, *args, **kwargs):
+    update, close = _tqdm_progress(description)
+    try:
+        return stage(*args, progress=update, **kwargs)
+    finally:
+        close()
+
+
+def animate(args: argparse.Namespace) -> int:
+    import torch
+
+    picture, alpha_mask = load_picture(args.picture, "PICTURE")
+    mask = load_mask(args.mask, "--mask") if args.mask else alpha_mask
+    if mask is None:
+        raise InputError("--mask", "is required when the picture has no alpha channel")
+    fmt = args.format or _format_from_extension(args.out)
+    flow, angles = procedural_flow(
+        mask, args.direction, args.speed, args.region, args.seed, size=tuple(picture.shape[:2])
+    )
+    print("direction(s): " + ", ".join(f"{a:.1f} deg" for a in angles), file=sys.stderr)
+    device = torch.device(args.device)
+    motion = _run_stage("integrate", euler_integrate, flow.to(device), args.frames)
+    frames = _run_stage("render", render_pixel_frames, picture, motion)
+    path = _run_stage(
+        "encode",
+        write_loop,
+        frames,
+        args.out,
+        format=fmt,
+        fps=args.fps,
+        loop_count=args.loop,
+        repeat_cycles=args.repeat,
+        output_name="--out",
+    )
+    print(path)
+    return 0
+
+
+def _format_from_extension(path: str) -> str:
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    by_extension = {"mp4": "mp4", "webm": "webm", "gif": "gif", "webp": "webp", "png": "apng", "apng": "apng"}
+    if extension in by_extension:
+        return by_extension[extension]
+    if extension == "":
+        return "png-sequence"
+    raise InputError("--out", f"unknown extension .{extension}; use .mp4, .webm, .gif, .webp, .png or --format")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m text2cinemagraph",
+        description="Text2Cinemagraph: seamless looping cinemagraphs from a picture and a mask.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    a = commands.add_parser(
+        "animate",
+        help="animate the masked region of a picture into a seamless loop (no model weights needed)",
+        description="Procedural flow from the mask and direction, Euler integration, symmetric splatting, video.",
+    )
+    a.add_argument("picture", help="the picture (PNG/JPEG/...); an alpha channel counts as the mask (1 - alpha)")
+    a.add_argument("--mask", help="greyscale picture of the region to animate (white moves)")
+    a.add_argument(
+        "--direction",
+        default="auto",
+        help="'auto', an angle in degrees, one of: " + "; ".join(DIRECTION_SECTORS),
+    )
+    a.add_argument("--speed", type=float, default=0.5, help="mean speed in px/frame (default 0.5)")
+    a.add_argument("--region", default="generic", choices=REGION_KINDS, help="what the region is (for 'auto')")
+    a.add_argument("--seed", type=int, default=0, help="seed of the angle and wobbles (default 0)")
+    a.add_argument("--frames", type=int, default=60, help="frames in one loop (default 60)")
+    a.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    a.add_argument("--format", choices=list(FORMATS), help="output format (default: from --out's extension)")
+    a.add_argument("--loop", type=int, default=0, help="plays of a gif/webp/apng, 0 = forever")
+    a.add_argument("--repeat", type=int, default=1, help="cycles written into the file (default 1)")
+    a.add_argument("--device", default="cpu", help="torch device for integration and splatting (cpu, cuda)")
+    a.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif, .webp, .png) or folder")
+    a.set_defaults(run=animate)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

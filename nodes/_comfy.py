@@ -1,0 +1,63 @@
+"""The only module that touches ComfyUI; every import is inside a function so
+that the pack imports (and its stages run) without ComfyUI installed."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Callable
+
+import torch
+
+CATEGORY = "Text2Cinemagraph"
+
+
+def progress_callback(total: int) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` that drives the node's progress bar.
+
+    In a ComfyUI server every update also raises ComfyUI's interrupt exception
+    when the user pressed Cancel, which stops the stage between two steps.
+    """
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total)
+
+    def update(done: int, of: int) -> None:
+        bar.update_absolute(done, of)
+
+    return update
+
+
+def compute_device() -> torch.device:
+    """The device ComfyUI computes on (the CPU under ``--cpu``)."""
+    import comfy.model_management
+
+    return comfy.model_management.get_torch_device()
+
+
+def output_target(filename_prefix: str, width: int, height: int) -> tuple[str, str, str]:
+    """``(folder, file stem, subfolder)`` for the next numbered output file.
+
+    Uses ComfyUI's own numbering, which refuses prefixes leading outside the
+    output folder.
+    """
+    import folder_paths
+
+    folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(
+        filename_prefix, folder_paths.get_output_directory(), width, height
+    )
+    return folder, f"{stem}_{counter:05}_", subfolder
+
+
+def preview_entry(path: str, folder: str, subfolder: str) -> dict:
+    return {"filename": os.path.relpath(path, folder), "subfolder": subfolder, "type": "output"}
+
+
+def video_output(frames: torch.Tensor, fps: float):
+    """A core ``VIDEO`` value of the frames, or None where ComfyUI has no such type."""
+    try:
+        from comfy_api.input_impl import VideoFromComponents
+        from comfy_api.util import VideoComponents
+    except ImportError:
+        return None
+    return VideoFromComponents(VideoComponents(images=frames, frame_rate=Fraction(fps).limit_denominator(1001)))

@@ -1,0 +1,42 @@
+"""Shared fixtures. Every test runs single-threaded (see DEVELOPERS.md)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+ASSETS = os.path.join(REPO, "workflows", "assets")
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+def pytest_addoption(parser):
+    parser.addoption("--comfyui", default=os.environ.get("T2C_COMFYUI", os.path.join(REPO, ".venv", "comfyui")),
+                     help="ComfyUI tree to start for the server tests")
+
+
+@pytest.fixture(scope="session")
+def comfy_server(request, tmp_path_factory):
+    """A real ComfyUI server with this pack loaded; see :mod:`comfy_harness`."""
+    from comfy_harness import ComfyServer
+
+    root = request.config.getoption("--comfyui")
+    if not os.path.isfile(os.path.join(root, "main.py")):
+        pytest.fail(f"no ComfyUI at {root}; run tests/setup_env.sh or pass --comfyui")
+    server = ComfyServer(root, tmp_path_factory.mktemp("comfy"))
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,53 @@
+"""Measuring motion in rendered frames (test helpers, no ComfyUI)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def smooth_texture(height: int, width: int, seed: int = 0, cell: int = 4) -> Tensor:
+    """``[H, W, 3]`` random texture with detail of about ``cell`` pixels, values in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand((1, 3, height // cell, width // cell), generator=generator)
+    fine = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)[0]
+    return fine.clamp(0, 1).permute(1, 2, 0).contiguous()
+
+
+def global_shift(before: Tensor, after: Tensor, region: Tensor) -> tuple[float, float]:
+    """Least-squares (Lucas-Kanade) translation ``(dx, dy)`` from ``before`` to ``after``
+    over ``region`` (``[H, W]`` bool), for frames ``[H, W, C]``; sub-pixel, small shifts."""
+    a = before.mean(dim=-1).double()
+    b = after.mean(dim=-1).double()
+    mid = (a + b) / 2
+    gx = torch.zeros_like(mid)
+    gy = torch.zeros_like(mid)
+    gx[:, 1:-1] = (mid[:, 2:] - mid[:, :-2]) / 2
+    gy[1:-1, :] = (mid[2:, :] - mid[:-2, :]) / 2
+    gt = b - a
+    sel = region.clone()
+    sel[[0, -1], :] = False
+    sel[:, [0, -1]] = False
+    ix, iy, it = gx[sel], gy[sel], gt[sel]
+    system = torch.tensor([[(ix * ix).sum(), (ix * iy).sum()], [(ix * iy).sum(), (iy * iy).sum()]])
+    rhs = -torch.tensor([(ix * it).sum(), (iy * it).sum()])
+    dx, dy = torch.linalg.solve(system, rhs).tolist()
+    return dx, dy
+
+
+def mean_motion(frames: Tensor, region: Tensor, steps: range) -> tuple[float, float]:
+    """Average per-frame shift over several consecutive frame pairs."""
+    shifts = [global_shift(frames[n], frames[n + 1], region) for n in steps]
+    return sum(s[0] for s in shifts) / len(shifts), sum(s[1] for s in shifts) / len(shifts)
+
+
+def angle_of(dx: float, dy: float) -> float:
+    """Degrees, 0 = rightwards, 90 = upwards (image y points down)."""
+    return math.degrees(math.atan2(-dy, dx)) % 360.0
+
+
+def in_sector(angle: float, low: float, high: float) -> bool:
+    return (angle - low) % 360.0 <= (high - low) % 360.0

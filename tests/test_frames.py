@@ -1,0 +1,113 @@
+"""Rendered loops: seamless, still where nothing moves, moving where and as asked."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from motion_measure import angle_of, in_sector, mean_motion, smooth_texture
+from text2cinemagraph.kernels import InputError, euler_integrate
+from text2cinemagraph.nodes.stages.directions import DIRECTION_SECTORS
+from text2cinemagraph.nodes.stages.frames import render_pixel_frames
+from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
+
+
+def grow(region: torch.Tensor, radius: int) -> torch.Tensor:
+    return F.max_pool2d(region.float()[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+
+
+def shrink(region: torch.Tensor, radius: int) -> torch.Tensor:
+    return ~grow(~region, radius)
+
+
+def centre_mask(size: int = 96, border: int = 16) -> torch.Tensor:
+    mask = torch.zeros(1, size, size)
+    mask[0, border:-border, border:-border] = 1.0
+    return mask
+
+
+def render(picture, mask, direction="left to right", speed=0.5, frames=30, seed=0, kind="generic"):
+    flow, angles = procedural_flow(mask, direction, speed, kind, seed)
+    return render_pixel_frames(picture, euler_integrate(flow, frames)), flow, angles
+
+
+def test_constant_flow_moves_texture_by_exactly_one_pixel_per_frame():
+    frames, height, width = 16, 32, 48
+    # A texture periodic over the loop length, so forward and backward copies agree exactly.
+    texture = smooth_texture(height, frames, seed=1).repeat(1, width // frames, 1)
+    flow = torch.zeros(2, height, width)
+    flow[0, 8:24, :] = 1.0
+    video = render_pixel_frames(texture, euler_integrate(flow, frames))
+    for n in range(frames):
+        expected = torch.roll(texture, shifts=n, dims=1)
+        assert torch.allclose(video[n, 8:24], expected[8:24], atol=1e-5), n
+        assert torch.equal(video[n, :8], texture[:8]) and torch.equal(video[n, 24:], texture[24:])
+
+
+def test_loop_closes_like_any_other_step():
+    picture = smooth_texture(96, 96, seed=2)
+    video, _, _ = render(picture, centre_mask(), "downwards", speed=0.7, frames=30)
+    steps = torch.stack([(video[n + 1] - video[n]).abs().mean() for n in range(len(video) - 1)])
+    loop_step = (video[0] - video[-1]).abs().mean()
+    assert torch.equal(video[0], picture)
+    # Frame 0 is the sharp picture and every other frame a blend of two splatted copies, so the
+    # steps next to it (0 -> 1 and N-1 -> 0) are a little larger than the median, and alike.
+    assert loop_step <= 1.05 * steps[0]
+    assert loop_step <= 1.5 * steps.median()
+    # A one-way (forward only) render would jump back by the whole travel distance.
+    assert (video[len(video) // 2] - video[0]).abs().mean() > 3 * loop_step
+
+
+def test_pixels_away_from_the_mask_are_bit_identical_in_every_frame():
+    picture = smooth_texture(96, 96, seed=3)
+    mask = torch.zeros(1, 96, 96)
+    mask[0, 40:90, 10:60] = 1.0
+    speed = 1.0
+    video, flow, _ = render(picture, mask, "right to left, upwards", speed=speed, frames=24)
+    margin = math.ceil(float(flow.norm(dim=0).max())) + 2
+    still = ~grow(mask[0] > 0.5, margin)
+    assert still.sum() > 0.5 * still.numel()
+    for frame in video:
+        assert torch.equal(frame[still], picture[still])
+    moving = shrink(mask[0] > 0.5, 8)
+    assert (video[12][moving] - picture[moving]).abs().mean() > 0.01
+
+
+@pytest.mark.parametrize("phrase", list(DIRECTION_SECTORS))
+def test_each_phrase_moves_inside_its_sector(phrase):
+    picture = smooth_texture(96, 96, seed=4)
+    mask = centre_mask()
+    low, high = DIRECTION_SECTORS[phrase]
+    for seed in (0, 7):
+        video, _, angles = render(picture, mask, phrase, speed=0.6, frames=24, seed=seed)
+        assert in_sector(angles[0], low, high)
+        dx, dy = mean_motion(video, shrink(mask[0] > 0.5, 10), range(3, 9))
+        measured = angle_of(dx, dy)
+        assert in_sector(measured, low, high), (phrase, seed, angles[0], measured)
+
+
+@pytest.mark.parametrize("speed", [0.3, 0.5, 1.0])
+def test_measured_speed_matches_requested_speed(speed):
+    picture = smooth_texture(96, 96, seed=5)
+    mask = centre_mask()
+    video, _, _ = render(picture, mask, "45", speed=speed, frames=24, seed=1)
+    dx, dy = mean_motion(video, shrink(mask[0] > 0.5, 12), range(2, 10))
+    assert math.hypot(dx, dy) == pytest.approx(speed, rel=0.15)
+
+
+def test_same_seed_same_frames_other_seed_other_angle():
+    picture = smooth_texture(64, 64, seed=6)
+    mask = centre_mask(64, 12)
+    first, _, angle_a = render(picture, mask, "upwards", frames=6, seed=11)
+    again, _, angle_b = render(picture, mask, "upwards", frames=6, seed=11)
+    _, _, angle_c = render(picture, mask, "upwards", frames=6, seed=12)
+    assert torch.equal(first, again) and angle_a == angle_b
+    assert angle_c != angle_a
+
+
+def test_picture_of_another_size_is_rejected():
+    flow, _ = procedural_flow(centre_mask(64, 12), "upwards", 0.5, "generic", 0)
+    with pytest.raises(InputError) as error:
+        render_pixel_frames(torch.rand(32, 32, 3), euler_integrate(flow, 4))
+    assert error.value.input_name == "motion"
