@@ -1,4 +1,5 @@
-"""Command line: ``python -m text2cinemagraph animate PICTURE --mask MASK --out loop.mp4``."""
+"""Command line: ``python -m text2cinemagraph animate PICTURE --mask MASK --out loop.mp4``,
+``python -m text2cinemagraph queue WORKFLOW --server http://127.0.0.1:8188 --set 3.frames=120``."""
 
 from __future__ import annotations
 
@@ -72,6 +73,46 @@ def animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def queue(args: argparse.Namespace) -> int:
+    """Queue a workflow on a running ComfyUI server, follow it, download its outputs."""
+    import requests
+
+    from .nodes.api_client import PromptError, queue_workflow
+
+    try:
+        result = queue_workflow(
+            args.server,
+            args.workflow,
+            overrides=args.set,
+            out_dir=args.out,
+            timeout=args.timeout,
+            show_progress=not args.quiet,
+        )
+    except PromptError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except TimeoutError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except requests.RequestException as error:
+        print(f"error: cannot talk to ComfyUI at {args.server}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the prompt was cancelled on the server", file=sys.stderr)
+        return 130
+    for path in result.files:
+        print(path)
+    return 0
+
+
+def convert_checkpoint_command(args: argparse.Namespace) -> int:
+    from .nodes.stages.networks import convert_checkpoint
+
+    kind, count = convert_checkpoint(args.source, args.target)
+    print(f"{args.target}: {count} tensors of the {kind} network", file=sys.stderr)
+    return 0
+
+
 def _format_from_extension(path: str) -> str:
     extension = os.path.splitext(path)[1].lower().lstrip(".")
     by_extension = {"mp4": "mp4", "webm": "webm", "gif": "gif", "webp": "webp", "png": "apng", "apng": "apng"}
@@ -111,6 +152,38 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="cpu", help="torch device for integration and splatting (cpu, cuda)")
     a.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif, .webp, .png) or folder")
     a.set_defaults(run=animate)
+
+    q = commands.add_parser(
+        "queue",
+        help="run a workflow on a running ComfyUI server and download its outputs",
+        description="Queue a workflow file (UI or API format) on a ComfyUI server, show its progress and "
+        "download its output files. Exit code 1 with ComfyUI's message when the prompt is refused or fails, "
+        "2 for bad arguments.",
+    )
+    q.add_argument("workflow", help="workflow .json, as saved by the graph editor or exported in API format")
+    q.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI's URL (default http://127.0.0.1:8188)")
+    q.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.INPUT=VALUE",
+        help="change an input before queueing; NODE is a node id, title or class name; VALUE is JSON when it "
+        "parses (8, 0.5, true), else text; a LoadImage path to a local file is uploaded. Repeatable.",
+    )
+    q.add_argument("--out", default="t2c_outputs", help="folder for the downloaded outputs (default ./t2c_outputs)")
+    q.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(run=queue)
+
+    c = commands.add_parser(
+        "convert-checkpoint",
+        help="convert one of the authors' latest_net_G.pth files to .safetensors (checked against its network)",
+        description="Reads a pickled state dict without running any code from it (weights only), checks that it "
+        "fits G_flow, the direction-hint network or G_frame, and writes its tensors as safetensors.",
+    )
+    c.add_argument("source", metavar="IN", help="latest_net_G.pth (or any .pth/.pt/.safetensors state dict)")
+    c.add_argument("target", metavar="OUT", help="output .safetensors file")
+    c.set_defaults(run=convert_checkpoint_command)
     return parser
 
 

@@ -19,6 +19,8 @@ A frozen point reads the table's zero row, so it never moves again.
 
 from __future__ import annotations
 
+import math
+import mmap
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -66,8 +68,38 @@ class Motion:
         return x.to(self.flow.dtype), y.to(self.flow.dtype)
 
 
+HUGE_PAGE_MIN_BYTES = 16 << 20
+
+
+def empty_output(shape: Sequence[int], dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """``torch.empty`` for a large fresh CPU output, backed by transparent huge pages where Linux offers them.
+
+    Writing a freshly allocated tensor costs a page fault per 4 KiB page the
+    first time each page is touched, which makes filling hundreds of MB of
+    frames several times slower than the arithmetic that produces them. A
+    private anonymous mapping advised ``MADV_HUGEPAGE`` faults 2 MiB at a time.
+    The mapping lives as long as the tensor. Elsewhere (another OS, a GPU, a
+    small tensor, THP disabled) this is plain ``torch.empty``.
+    """
+    numel = math.prod(shape)
+    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if on_cpu and nbytes >= HUGE_PAGE_MIN_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            buffer.madvise(mmap.MADV_HUGEPAGE)
+            return torch.frombuffer(buffer, dtype=dtype, count=numel).view(tuple(shape))
+        except (OSError, ValueError, AttributeError):
+            pass
+    return torch.empty(tuple(shape), dtype=dtype, device=device)
+
+
+FLOAT_INDEX_LIMIT = 1 << 24  # flat indices below this are exact in float32
+CHECK_EVERY = 8  # steps between full checks for points that may leave the frame
+
+
 def _advect(
-    tables: Sequence[Tensor],
+    table: Tensor,
     counts: Sequence[int],
     start: Tensor,
     width: int,
@@ -75,74 +107,114 @@ def _advect(
     steps: int,
     record: Callable[[int, Tensor], None],
     progress: Optional[Callable[[], None]] = None,
+    window: Optional[tuple[int, int, int, int]] = None,
 ) -> None:
-    """Euler-integrate groups of points, each group in its own velocity field.
+    """Euler-integrate groups of points in a velocity field, or in its negation.
 
     Args:
-        tables: one :func:`.warp.neighbour_table` of a ``[2, H, W]`` field per group.
-        counts: number of points of each group; the points are concatenated
-            in group order.
-        start: ``[2, A]`` start positions (x, y) in pixels.
+        table: the :func:`.warp.neighbour_table` of a ``[C, H, W]`` field
+            (``C`` is 2 for a flow) over ``window``.
+        counts: number of points of each group, the points concatenated in
+            group order: the first group moves along the field, a second one
+            along its negation (``-F`` sampled is minus ``F`` sampled, exactly:
+            one table serves both).
+        start: ``[C, A]`` start positions (x, y) in pixels.
         steps: number of Euler steps.
-        record: ``record(k, displacement [2, A])`` after ``k = 0 .. steps``
+        record: ``record(k, displacement [C, A])`` after ``k = 0 .. steps``
             steps; the tensor is reused, copy what must be kept.
         progress: called once per group after each step.
+        window: ``(top, left, rows, cols)`` of the tables (default: the whole
+            field); every point that is inside the field must stay inside it.
 
     A point whose position is outside ``[0, W-1] x [0, H-1]`` before a step is
-    frozen: from then on it reads the table's zero row and keeps its
+    frozen: from then on it reads the table's zero column and keeps its
     displacement, as :func:`.warp.sample_bilinear` times an inside mask would.
+    Only points near the border are tested in each step: a full test every
+    ``CHECK_EVERY`` steps lists those that could reach the border before the
+    next one, given the largest velocity component.
     """
-    total = start.shape[1]
+    channels, total = start.shape
     dtype, device = start.dtype, start.device
-    displacement = torch.zeros((2, total), dtype=dtype, device=device)
+    displacement = torch.zeros((channels, total), dtype=dtype, device=device)
     record(0, displacement)
     if total == 0:
-        for _ in range(steps):
-            for _ in counts:
-                if progress is not None:
-                    progress()
+        for _ in range(steps * len(counts)):
+            if progress is not None:
+                progress()
         return
-    origin = start.clone()  # a frozen point's origin becomes -displacement: its position reads 0
+    pixels = table.shape[1] - 1
+    top, left, _, cols = (0, 0, height, width) if window is None else window
+    shift = top * cols + left
+    float_index = height * width < FLOAT_INDEX_LIMIT
+    speed = float(table.abs().max())
+    # A step moves a point by at most ``speed`` per axis, up to rounding.
+    margin = CHECK_EVERY * (speed * 1.001 + 0.01) + 0.01
+    right, bottom = float(width - 1), float(height - 1)
+    centre = torch.tensor([[right / 2], [bottom / 2]], dtype=dtype, device=device)
+    upper = torch.tensor([[right], [bottom]], dtype=dtype, device=device)
+
+    origin = start.clone()  # a frozen point's origin becomes centre - displacement
     position = torch.empty_like(displacement)
     lower = torch.empty_like(displacement)
     fractions = torch.empty((2, 2, total), dtype=dtype, device=device)
     weight = torch.empty((4, total), dtype=dtype, device=device)
-    cell = torch.empty((2, total), dtype=torch.long, device=device)
     index = torch.empty(total, dtype=torch.long, device=device)
-    channels = tables[0].shape[1] // 4
-    gathered = torch.empty((total, channels * 4), dtype=dtype, device=device)
+    flat = torch.empty(total, dtype=dtype if float_index else torch.long, device=device)
+    cell = None if float_index else torch.empty((2, total), dtype=torch.long, device=device)
     corners = torch.empty((channels, 4, total), dtype=dtype, device=device)
     velocity = torch.empty((channels, total), dtype=dtype, device=device)
-    corner_view = gathered.view(total, channels, 4).permute(1, 2, 0)  # [C, 4, A] view
-    zero_row = tables[0].shape[0] - 1
     spans = []
     begin = 0
-    for table, count in zip(tables, counts):
-        spans.append((table, begin, begin + count))
+    for count in counts:
+        gathered = torch.empty((table.shape[0], count), dtype=dtype, device=device)
+        spans.append((begin, begin + count, gathered))
         begin += count
     frozen: Optional[Tensor] = None
-    right, bottom = width - 1, height - 1
+    watch: Optional[Tensor] = None  # points to test in this step; None: all are far from the border
+
+    def freeze(leaving: Tensor) -> None:
+        nonlocal frozen
+        if leaving.numel() == 0:
+            return
+        origin[:, leaving] = centre - displacement[:, leaving]
+        position[:, leaving] = origin[:, leaving] + displacement[:, leaving]
+        frozen = leaving if frozen is None else torch.cat((frozen, leaving))
+
     for k in range(1, steps + 1):
         torch.add(origin, displacement, out=position)
-        low, high = torch.aminmax(position, dim=1)
-        (low_x, low_y), (high_x, high_y) = low.tolist(), high.tolist()
-        if low_x < 0 or low_y < 0 or high_x > right or high_y > bottom:
-            x, y = position[0], position[1]
-            outside = (x < 0) | (x > right) | (y < 0) | (y > bottom)
-            leaving = torch.nonzero(outside).squeeze(1)
-            origin[:, leaving] = -displacement[:, leaving]
-            position[:, leaving] = 0.0
-            frozen = leaving if frozen is None else torch.cat((frozen, leaving))
+        if (k - 1) % CHECK_EVERY == 0:
+            low, high = position.amin(dim=1).tolist(), position.amax(dim=1).tolist()
+            if min(low) < margin or high[0] > right - margin or high[1] > bottom - margin:
+                near = torch.lt(position, margin)
+                near |= torch.gt(position, upper - margin)
+                watch = torch.nonzero(near[0] | near[1]).squeeze(1)
+            else:
+                watch = None
+        if watch is not None and watch.numel():
+            seen = position[:, watch]
+            outside = torch.lt(seen, 0.0)
+            outside |= torch.gt(seen, upper)
+            freeze(watch[outside[0] | outside[1]])
         bilinear_weights(position, lower, fractions, weight)
-        cell.copy_(lower)
-        torch.add(cell[0], cell[1], alpha=width, out=index)
+        if float_index:
+            torch.add(lower[0], lower[1], alpha=cols, out=flat)
+            index.copy_(flat)
+        else:
+            cell.copy_(lower)
+            torch.add(cell[0], cell[1], alpha=cols, out=index)
+        if shift:
+            index.sub_(shift)
         if frozen is not None:
-            index.index_fill_(0, frozen, zero_row)
-        for table, first, last in spans:
-            torch.index_select(table, 0, index[first:last], out=gathered[first:last])
-        torch.mul(corner_view, weight.unsqueeze(0), out=corners)
+            index.index_fill_(0, frozen, pixels)
+        for first, last, gathered in spans:
+            torch.index_select(table, 1, index[first:last], out=gathered)
+            torch.mul(gathered.view(channels, 4, -1), weight[:, first:last].unsqueeze(0), out=corners[:, :, first:last])
         torch.sum(corners, dim=1, out=velocity)
-        displacement.add_(velocity)
+        for group, (first, last, _) in enumerate(spans):
+            if group == 0:
+                displacement[:, first:last].add_(velocity[:, first:last])
+            else:
+                displacement[:, first:last].sub_(velocity[:, first:last])
         record(k, displacement)
         if progress is not None:
             for _ in spans:
@@ -183,7 +255,7 @@ def integrate_displacements(
     def record(k: int, displacement: Tensor) -> None:
         out[steps - k if reverse else k] = displacement
 
-    _advect([neighbour_table(flow)], [start.shape[1]], start, width, height, steps, record, progress)
+    _advect(neighbour_table(flow), [start.shape[1]], start, width, height, steps, record, progress)
     return out
 
 
@@ -215,8 +287,8 @@ def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn
     y0 = torch.div(sources, width, rounding_mode="floor").to(flow.dtype)
     x0 = (sources % width).to(flow.dtype)
     shape = (num_frames + 1, 2, count)
-    forward = torch.empty(shape, dtype=flow.dtype, device=flow.device)
-    backward = torch.empty(shape, dtype=flow.dtype, device=flow.device)
+    forward = empty_output(shape, flow.dtype, flow.device)
+    backward = empty_output(shape, flow.dtype, flow.device)
 
     done = 0
 
@@ -230,7 +302,16 @@ def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn
         forward[k].copy_(displacement[:, :count])
         backward[num_frames - k].copy_(displacement[:, count:])
 
-    table = neighbour_table(flow)
+    window = None
+    if count:
+        # A point moves only while within one pixel of the support, so its cell
+        # stays within 2 + max|F| of it.
+        reach = math.ceil(float(flow.abs().max())) + 3
+        ys, xs = torch.div(sources, width, rounding_mode="floor"), sources % width
+        top, left = max(int(ys.min()) - reach, 0), max(int(xs.min()) - reach, 0)
+        bottom, right = min(int(ys.max()) + reach, height - 1), min(int(xs.max()) + reach, width - 1)
+        window = (top, left, bottom - top + 1, right - left + 1)
+    table = neighbour_table(flow, window)
     start = torch.stack((torch.cat((x0, x0)), torch.cat((y0, y0))))
-    _advect([table, -table], [count, count], start, width, height, num_frames, record, step)
+    _advect(table, [count, count], start, width, height, num_frames, record, step, window)
     return Motion(flow=flow, sources=sources, forward=forward, backward=backward)

@@ -8,12 +8,14 @@ other corner weights are exactly 0, so nothing leaks in from the neighbours.
 image count as 0. The Euler integration uses the same arithmetic through a
 faster route for points known to be inside the image: a
 :func:`neighbour_table` holds, for every pixel, the values of its four
-bilinear corners, so that one row gather per step replaces four corner
+bilinear corners, so that one column gather per step replaces four corner
 gathers, and :func:`bilinear_weights` builds the four weights with two
 element-wise passes.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -77,35 +79,35 @@ def sample_bilinear(field: Tensor, x: Tensor, y: Tensor) -> Tensor:
     return (corners * weight.to(field.dtype)).sum(dim=1)
 
 
-def neighbour_table(field: Tensor) -> Tensor:
-    """The four bilinear corners of every pixel, one row per pixel.
+def neighbour_table(field: Tensor, window: Optional[tuple[int, int, int, int]] = None) -> Tensor:
+    """The four bilinear corners of every pixel, one column per pixel.
 
     Args:
         field: ``[C, H, W]``.
+        window: ``(top, left, rows, cols)``: tabulate only these pixels
+            (default: all); their corners still come from the whole field.
 
     Returns:
-        ``[H * W + 1, C * 4]``: row ``y * W + x`` holds, for each channel ``c``
-        at columns ``4c .. 4c + 3``, the values at ``(x, y)``, ``(x + 1, y)``,
-        ``(x, y + 1)`` and ``(x + 1, y + 1)`` (corner order of
-        :func:`corner_weights`), a corner beyond the last column or row
-        repeating the edge value (it only ever gets weight 0 for points inside
-        the image). The extra last row is all zeros: a lookup that must
-        return no velocity points there.
+        ``[C * 4, rows * cols + 1]``: column ``(y - top) * cols + (x - left)``
+        holds, for each channel ``c`` in rows ``4c .. 4c + 3``, the values at
+        ``(x, y)``, ``(x + 1, y)``, ``(x, y + 1)`` and ``(x + 1, y + 1)``
+        (corner order of :func:`corner_weights`), a corner beyond the last
+        column or row of the field repeating the edge value (it only ever gets
+        weight 0 for points inside the image). The extra last column is all
+        zeros: a lookup that must return nothing points there.
     """
     channels, height, width = field.shape
-    table = field.new_zeros((height * width + 1, channels, 4))
-    corners = table[: height * width].view(height, width, channels, 4)
-    planes = field.permute(1, 2, 0)  # [H, W, C] view
-    corners[..., 0] = planes
-    corners[:, :-1, :, 1] = planes[:, 1:]
-    corners[:, -1, :, 1] = planes[:, -1]
-    corners[:-1, :, :, 2] = planes[1:]
-    corners[-1, :, :, 2] = planes[-1]
-    corners[:-1, :-1, :, 3] = planes[1:, 1:]
-    corners[-1, :-1, :, 3] = planes[-1, 1:]
-    corners[:-1, -1, :, 3] = planes[1:, -1]
-    corners[-1, -1, :, 3] = planes[-1, -1]
-    return table.view(height * width + 1, channels * 4)
+    top, left, rows, cols = (0, 0, height, width) if window is None else window
+    ys = torch.arange(top, top + rows + 1, device=field.device).clamp_(max=height - 1)
+    xs = torch.arange(left, left + cols + 1, device=field.device).clamp_(max=width - 1)
+    around = field[:, ys][:, :, xs]  # [C, rows + 1, cols + 1]
+    table = field.new_zeros((channels, 4, rows * cols + 1))
+    corners = table[:, :, : rows * cols].view(channels, 4, rows, cols)
+    corners[:, 0] = around[:, :-1, :-1]
+    corners[:, 1] = around[:, :-1, 1:]
+    corners[:, 2] = around[:, 1:, :-1]
+    corners[:, 3] = around[:, 1:, 1:]
+    return table.view(channels * 4, rows * cols + 1)
 
 
 def bilinear_weights(position: Tensor, lower: Tensor, fractions: Tensor, weight: Tensor) -> None:

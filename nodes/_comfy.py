@@ -61,3 +61,49 @@ def video_output(frames: torch.Tensor, fps: float):
     except ImportError:
         return None
     return VideoFromComponents(VideoComponents(images=frames, frame_rate=Fraction(fps).limit_denominator(1001)))
+
+
+def model_folder_paths(folder_name: str, default_subfolder: str) -> list[str]:
+    """The absolute folders ComfyUI searches for the model kind ``folder_name``.
+
+    Registers ``<ComfyUI models>/<default_subfolder>`` under that name the first
+    time (idempotent); users add more places with ``folder_name: <path>`` in
+    ``extra_model_paths.yaml``.
+    """
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, *default_subfolder.split("/"))
+    folder_paths.add_model_folder_path(folder_name, default)
+    return folder_paths.get_folder_paths(folder_name)
+
+
+def model_files(name: str) -> list[str]:
+    """Files of ComfyUI model folder ``name`` (relative paths, sub-folders included)."""
+    import folder_paths
+
+    return folder_paths.get_filename_list(name)
+
+
+def model_path(name: str, filename: str) -> str | None:
+    """Full path of ``filename`` in model folder ``name``, or None."""
+    import folder_paths
+
+    return folder_paths.get_full_path(name, filename)
+
+
+def make_room(device: torch.device, size_bytes: int) -> None:
+    """Ask ComfyUI to unload models from ``device`` until ``size_bytes`` (plus its reserve) fit."""
+    if device.type == "cpu":
+        return
+    import comfy.model_management
+
+    comfy.model_management.free_memory(size_bytes, device)
+
+
+def release_cache(device: torch.device) -> None:
+    """Return freed GPU memory to the driver (ComfyUI's soft cache flush)."""
+    if device.type == "cpu":
+        return
+    import comfy.model_management
+
+    comfy.model_management.soft_empty_cache()

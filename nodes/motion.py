@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..kernels import Motion, euler_integrate
+from .networks import network_choices, network_on
 from .stages.directions import DIRECTION_SECTORS, REGION_KINDS
 from .stages.frames import check_picture, render_pixel_frames
 from .stages.inputs import single_picture
@@ -17,12 +18,19 @@ _DIRECTION_HELP = (
 )
 
 
+FLOW_METHODS = ("procedural", "learned", "learned_direction")
+FRAME_METHODS = ("pixel", "learned")
+
+
 class FlowPredictor:
     DESCRIPTION = (
         "Predicts how the masked region moves: a velocity field in pixels per frame. "
         "Method 'procedural' needs no model: smooth motion in the chosen direction, strongest inside "
         "the mask, tapering to zero at its edge, with seeded wobbles so water does not slide like a sheet. "
-        "Several masks in the batch move in several directions."
+        "Several masks in the batch move in several directions. "
+        "Method 'learned' runs the paper's G_flow on the natural twin, the mask and the artistic prompt's "
+        "conditioning; 'learned_direction' runs the authors' direction-hint network with the direction below "
+        "(both need the authors' network files in models/text2cinemagraph)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "predict"
@@ -43,10 +51,21 @@ class FlowPredictor:
                     {"tooltip": "Where it moves (white = moves). A batch of masks animates several regions."},
                 ),
                 "method": (
-                    ["procedural"],
-                    {"tooltip": "procedural: direction-driven motion, no model weights needed."},
+                    list(FLOW_METHODS),
+                    {
+                        "tooltip": "procedural: direction-driven motion, no model weights needed. "
+                        "learned: the paper's G_flow (flow_model = motion-pretrained, needs conditioning). "
+                        "learned_direction: the authors' direction-hint network (flow_model = "
+                        "motion-direction-pretrained) steered by 'direction'."
+                    },
                 ),
-                "direction": ("STRING", {"default": "auto", "tooltip": "Direction of motion: " + _DIRECTION_HELP}),
+                "direction": (
+                    "STRING",
+                    {
+                        "default": "auto",
+                        "tooltip": "Direction of motion (procedural and learned_direction): " + _DIRECTION_HELP,
+                    },
+                ),
                 "speed": (
                     "FLOAT",
                     {
@@ -54,7 +73,8 @@ class FlowPredictor:
                         "min": 0.05,
                         "max": MAX_SPEED,
                         "step": 0.05,
-                        "tooltip": "Mean speed inside the region in pixels per frame (the paper's release uses 0.5).",
+                        "tooltip": "procedural: mean speed inside the region in pixels per frame. learned methods: "
+                        "multiplier after the clamp (the release uses 0.5, and 0.3 with a direction).",
                     },
                 ),
                 "region_kind": (
@@ -74,12 +94,61 @@ class FlowPredictor:
                         "tooltip": "Picks the angle inside a phrase's range and the wobbles; same seed, same flow.",
                     },
                 ),
-            }
+            },
+            "optional": {
+                "flow_model": (
+                    network_choices(),
+                    {
+                        "tooltip": "Network file for the learned methods, from models/text2cinemagraph: "
+                        "motion-pretrained/latest_net_G.pth (learned) or motion-direction-pretrained/"
+                        "latest_net_G.pth (learned_direction), or their .safetensors conversions."
+                    },
+                ),
+                "conditioning": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "learned: the artistic prompt encoded by CLIPTextEncode with an SD1.x (SD1.5) "
+                        "checkpoint's CLIP; G_flow reads its CLIP ViT-L/14 hidden states."
+                    },
+                ),
+                "learned_clamp": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": MAX_SPEED,
+                        "step": 0.05,
+                        "tooltip": "learned methods: limit of each flow component in px/frame (at 512 px) before "
+                        "the speed multiplier, as in the authors' renderer (1.0); 0 = no limit.",
+                    },
+                ),
+            },
         }
 
-    def predict(self, image, mask, method, direction, speed, region_kind, seed):
+    @classmethod
+    def VALIDATE_INPUTS(cls, flow_model=None):
+        # The file list may change (or be empty) between saving and running a workflow; a missing
+        # file is reported when a learned method actually needs it.
+        return True
+
+    def predict(
+        self, image, mask, method, direction, speed, region_kind, seed, flow_model=None, conditioning=None,
+        learned_clamp=1.0,
+    ):
+        from .stages.networks.predict import learned_direction_flow, learned_flow
+
         height, width = single_picture(image).shape[:2]
-        flow, _ = procedural_flow(mask.float().cpu(), direction, speed, region_kind, seed, size=(height, width))
+        masks = mask.float().cpu()
+        if method == "learned":
+            with network_on(flow_model, "flow", "flow_model", compute_device()) as network:
+                flow = learned_flow(network, image, masks, conditioning, speed, learned_clamp)
+        elif method == "learned_direction":
+            with network_on(flow_model, "hint", "flow_model", compute_device()) as network:
+                flow, _ = learned_direction_flow(
+                    network, image, masks, direction, region_kind, seed, speed, learned_clamp
+                )
+        else:
+            flow, _ = procedural_flow(masks, direction, speed, region_kind, seed, size=(height, width))
         return (flow, flow_to_rgb(flow).unsqueeze(0))
 
 
@@ -121,7 +190,8 @@ class SymmetricSplatFrameGen:
     DESCRIPTION = (
         "Renders the loop: the picture splatted forward from the first frame and backward from the last, "
         "blended so the last frame flows into the first. Pixels away from the moving region are copied "
-        "unchanged, so everything else stays perfectly still."
+        "unchanged, so everything else stays perfectly still. Method 'learned' splats the features of the "
+        "paper's G_frame network instead of pixels and decodes them (needs the authors' video-pretrained file)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "render"
@@ -136,13 +206,35 @@ class SymmetricSplatFrameGen:
                 "image": ("IMAGE", {"tooltip": "The picture the motion was computed for."}),
                 "motion": ("T2C_MOTION", {"tooltip": "Displacements from EulerIntegrate."}),
                 "method": (
-                    ["pixel"],
-                    {"tooltip": "pixel: softmax splatting of pixels with hole filling, no model weights needed."},
+                    list(FRAME_METHODS),
+                    {
+                        "tooltip": "pixel: softmax splatting of pixels with hole filling, no model weights needed. "
+                        "learned: the paper's G_frame splats learned features and decodes them (frame_model)."
+                    },
                 ),
-            }
+            },
+            "optional": {
+                "frame_model": (
+                    network_choices(),
+                    {
+                        "tooltip": "Network file for the learned method, from models/text2cinemagraph: "
+                        "video-pretrained/latest_net_G.pth or its .safetensors conversion."
+                    },
+                ),
+            },
         }
 
-    def render(self, image, motion: Motion, method):
+    @classmethod
+    def VALIDATE_INPUTS(cls, frame_model=None):
+        # As in FlowPredictor: a missing file is reported only when the learned method needs it.
+        return True
+
+    def render(self, image, motion: Motion, method, frame_model=None):
         picture = check_picture(image, motion)
-        frames = render_pixel_frames(picture, motion, progress=progress_callback(motion.num_frames))
-        return (frames,)
+        progress = progress_callback(motion.num_frames)
+        if method == "learned":
+            from .stages.learned_frames import render_learned_frames
+
+            with network_on(frame_model, "frame", "frame_model", compute_device()) as network:
+                return (render_learned_frames(picture, motion, network, progress=progress),)
+        return (render_pixel_frames(picture, motion, progress=progress),)

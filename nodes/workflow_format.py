@@ -7,7 +7,7 @@ and to keep the bundled UI/API twins identical.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
@@ -42,13 +42,17 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
     links = {link[0]: link for link in workflow.get("links", [])}
     nodes = {node["id"]: node for node in workflow["nodes"]}
 
-    def source(link_id: int) -> list:
+    def source(link_id: int) -> Optional[list]:
+        """``[node id, slot]`` feeding a link, through bypassed nodes; None when a bypass cuts it."""
         _, from_node, from_slot, _, _, kind = links[link_id]
         upstream = nodes[from_node]
         if upstream.get("mode") == BYPASSED:
             for candidate in upstream.get("inputs", []):
                 if candidate.get("link") is not None and candidate.get("type") == kind:
                     return source(candidate["link"])
+            return None
+        if upstream.get("mode") == MUTED:
+            return None
         return [str(from_node), from_slot]
 
     prompt = {}
@@ -65,15 +69,27 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 if name not in linked:
                     inputs[name] = value
             if name in linked:
-                inputs[name] = source(linked[name])
+                origin = source(linked[name])
+                if origin is not None:
+                    inputs[name] = origin
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
         if node.get("title"):
             prompt[str(node["id"])]["_meta"] = {"title": node["title"]}
     return prompt
 
 
-def api_to_ui(prompt: dict, object_info: dict, column_width: int = 380) -> dict:
-    """A UI-format workflow of an API prompt, laid out left to right by depth."""
+def api_to_ui(prompt: dict, object_info: dict, column_width: int = 380, bypassed: Optional[dict] = None) -> dict:
+    """A UI-format workflow of an API prompt, laid out left to right by depth.
+
+    ``bypassed`` adds optional nodes shown bypassed (mode 4) in the editor:
+    ``{id: {"class_type", "inputs", "_meta", "feeds": {consumer id: input name}}}``
+    (each feeds its output 0). They vanish again in :func:`ui_to_api`.
+    """
+    prompt = {key: {**spec, "inputs": dict(spec["inputs"])} for key, spec in prompt.items()}
+    for node_id, spec in (bypassed or {}).items():
+        prompt[node_id] = {k: v for k, v in spec.items() if k != "feeds"}
+        for consumer, input_name in spec["feeds"].items():
+            prompt[consumer]["inputs"][input_name] = [node_id, 0]
     depth: dict[str, int] = {}
 
     def depth_of(node_id: str) -> int:
@@ -96,7 +112,7 @@ def api_to_ui(prompt: dict, object_info: dict, column_width: int = 380) -> dict:
             "size": [column_width - 40, 0],
             "flags": {},
             "order": position,
-            "mode": 0,
+            "mode": BYPASSED if node_id in (bypassed or {}) else 0,
             "inputs": [],
             "outputs": [
                 {"name": name, "type": kind, "links": [], "slot_index": slot}
@@ -109,13 +125,18 @@ def api_to_ui(prompt: dict, object_info: dict, column_width: int = 380) -> dict:
             node["title"] = spec["_meta"]["title"]
         for name, kind, options in ordered_inputs(info):
             value = spec["inputs"].get(name)
+            widget = is_widget(kind, options)
             if isinstance(value, list):
                 link_id = len(links) + 1
                 from_id, from_slot = value
                 link_type = object_info[prompt[from_id]["class_type"]]["output"][from_slot]
                 links.append([link_id, int(from_id), from_slot, int(node_id), len(node["inputs"]), link_type])
-                node["inputs"].append({"name": name, "type": link_type, "link": link_id})
-            elif is_widget(kind, options) and name in spec["inputs"]:
+                entry = {"name": name, "type": link_type, "link": link_id}
+                if widget:  # a linked widget keeps a (unused) value in the editor
+                    entry["widget"] = {"name": name}
+                    value = options.get("default", kind[0] if isinstance(kind, list) and kind else "")
+                node["inputs"].append(entry)
+            if widget and name in spec["inputs"]:
                 node["widgets_values"].append(value)
                 if extra_widget_values(name, kind, options):
                     node["widgets_values"].append("image" if options.get("image_upload") else "fixed")
@@ -135,3 +156,28 @@ def api_to_ui(prompt: dict, object_info: dict, column_width: int = 380) -> dict:
         "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
         "version": 0.4,
     }
+
+
+# Editor-only nodes: annotations the frontend never sends to the server.
+ANNOTATION_TYPES = {"Note", "MarkdownNote"}
+
+
+def is_ui_workflow(data: dict) -> bool:
+    """True for the graph editor's format (``nodes`` list and ``links``), False for an API prompt."""
+    return isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data
+
+
+def unsupported_nodes(workflow: dict, object_info: dict) -> list[tuple[str, str]]:
+    """``(id, type)`` of active nodes :func:`ui_to_api` cannot convert for this server.
+
+    Types the server does not know (a missing node pack) and frontend-only helpers
+    that need the editor to resolve them (Reroute, PrimitiveNode, subgraphs);
+    muted/bypassed nodes and notes are ignored.
+    """
+    problems = []
+    for node in workflow.get("nodes", []):
+        if node.get("mode") in (BYPASSED, MUTED) or node.get("type") in ANNOTATION_TYPES:
+            continue
+        if node.get("type") not in object_info:
+            problems.append((str(node.get("id")), str(node.get("type"))))
+    return problems

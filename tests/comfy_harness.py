@@ -8,6 +8,7 @@ private to the server, and it is stopped by PID.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -24,7 +25,10 @@ import requests
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PACK_FOLDER_NAME = "ComfyUI-Text2Cinemagraph"
-EXAMPLE_INPUTS = ["t2c_lake_masked.png", "lake.png", "lake_mask.png"]
+# Test-only node pack (tiny random checkpoint); the session fixture loads it beside the real pack.
+TEST_PACK = TESTS / "comfy_test_pack"
+TINY_CHECKPOINT = "T2CTestTinyCheckpoint"
+EXAMPLE_INPUTS = ["t2c_lake_masked.png", "t2c_painting.png", "lake.png", "lake_mask.png"]
 
 
 def free_port() -> int:
@@ -35,6 +39,58 @@ def free_port() -> int:
 
 class PromptFailed(AssertionError):
     """The server ran a prompt and reported an execution error."""
+
+
+def swap_in_tiny_checkpoint(prompt: dict, weights_seed: int = 0) -> dict:
+    """A copy of an API prompt with every ``CheckpointLoaderSimple`` replaced by the tiny test checkpoint.
+
+    The tiny node has the same outputs (MODEL, CLIP, VAE), so every link stays valid
+    and the rest of the workflow runs as shipped. Needs the server to load ``TEST_PACK``.
+    """
+    swapped = copy.deepcopy(prompt)
+    for node in swapped.values():
+        if node.get("class_type") == "CheckpointLoaderSimple":
+            node["class_type"] = TINY_CHECKPOINT
+            node["inputs"] = {"weights_seed": weights_seed}
+    return swapped
+
+
+def shrink_for_cpu(prompt: dict, frames: int = 8, size: int = 128, steps: int = 5) -> dict:
+    """A copy of an API prompt made to run in seconds on a CPU: the checkpoint swapped for
+    the tiny random one, pictures ``size`` px, ``steps`` sampler and inversion steps,
+    ``frames`` frames a loop, a looser cluster overlap. The graph and other values stay."""
+    small = swap_in_tiny_checkpoint(prompt)
+    for node in small.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind in ("EmptyLatentImage", "ImageScale"):
+            inputs.update(width=size, height=size)
+        elif kind in ("AttentionInjectingSampler", "DDIMInvert"):
+            inputs["steps"] = steps
+        elif kind == "EulerIntegrate":
+            inputs["frames"] = frames
+        elif kind == "AttentionClusterMask":
+            inputs["overlap"] = 0.5  # the tiny random model's attention clusters are loose
+    return small
+
+
+def core_txt2img_prompt(seed: int = 0, steps: int = 4, size: int = 64, prefix: str = "t2c_tests/core") -> dict:
+    """Core ComfyUI's default graph (checkpoint -> 2x CLIPTextEncode -> KSampler -> VAEDecode -> SaveImage)."""
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lake at dawn, ripples", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0],
+                "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": prefix}},
+    }
 
 
 class ComfyServer:
@@ -69,7 +125,7 @@ class ComfyServer:
         self.port = free_port()
         command = [
             sys.executable, str(self.comfy_root / "main.py"),
-            "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            "--cpu", "--use-pytorch-cross-attention", "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-api-nodes", "--disable-auto-launch",
             "--output-directory", str(self.output_dir),
             "--input-directory", str(self.input_dir),
@@ -123,8 +179,8 @@ class ComfyServer:
     def post(self, path: str, body: Any) -> requests.Response:
         return requests.post(self.url + path, json=body, timeout=60)
 
-    def queue(self, prompt: dict, workflow: Optional[dict] = None) -> requests.Response:
-        body: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id}
+    def queue(self, prompt: dict, workflow: Optional[dict] = None, client_id: Optional[str] = None) -> requests.Response:
+        body: dict[str, Any] = {"prompt": prompt, "client_id": client_id or self.client_id}
         if workflow is not None:
             body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
         return self.post("/prompt", body)
@@ -156,3 +212,27 @@ class ComfyServer:
         response = requests.get(self.url + "/view", params=params, timeout=60)
         response.raise_for_status()
         return response.content
+
+    # --- process and websocket --------------------------------------------------
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process (``VmRSS`` in ``/proc/PID/status``)."""
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+        raise RuntimeError("no VmRSS line")
+
+    def websocket(self, client_id: str, timeout: float = 60.0):
+        """A websocket-client connection to ``/ws?clientId=...``: messages of prompts queued with that id."""
+        import websocket  # websocket-client, in the test extra
+
+        connection = websocket.create_connection(
+            f"ws://127.0.0.1:{self.port}/ws?clientId={client_id}", timeout=timeout
+        )
+        return connection
+
+    def output_files(self) -> set[str]:
+        """Every file and folder under the output folder (relative paths, hidden ones included)."""
+        return {str(p.relative_to(self.output_dir)) for p in self.output_dir.rglob("*")}

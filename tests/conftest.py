@@ -31,12 +31,13 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def comfy_server(request, tmp_path_factory):
     """A real ComfyUI server with this pack loaded; see :mod:`comfy_harness`."""
-    from comfy_harness import ComfyServer
+    from comfy_harness import TEST_PACK, ComfyServer
 
     root = request.config.getoption("--comfyui")
     if not os.path.isfile(os.path.join(root, "main.py")):
         pytest.fail(f"no ComfyUI at {root}; run tests/setup_env.sh or pass --comfyui")
-    server = ComfyServer(root, tmp_path_factory.mktemp("comfy"))
+    # TEST_PACK: the test-only tiny checkpoint node (tests/comfy_test_pack), loaded beside the pack.
+    server = ComfyServer(root, tmp_path_factory.mktemp("comfy"), extra_packs=(TEST_PACK,))
     server.start()
     yield server
     server.stop()

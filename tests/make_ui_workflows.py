@@ -20,6 +20,24 @@ from comfy_harness import REPO, ComfyServer  # noqa: E402
 from text2cinemagraph.nodes.workflow_format import api_to_ui  # noqa: E402
 
 
+# Optional nodes shown bypassed in the editor (absent from the API twin).
+ODISE_OPTION = {
+    "20": {
+        "class_type": "ODISESegment",
+        "inputs": {
+            "image": ["9", 0],
+            "vocabulary": "water, waterfall, river, ocean, lake, sea",
+            "backend": "auto",
+            "model": "(no segmentation model installed - see tooltip)",
+            "threshold": 0.4,
+        },
+        "_meta": {"title": "Optional: ODISESegment (un-bypass once a model is installed)"},
+        "feeds": {"10": "segmentation"},
+    }
+}
+BYPASSED = {"text_to_cinemagraph": ODISE_OPTION, "direction_control": ODISE_OPTION}
+
+
 def main() -> None:
     comfy = os.environ.get("T2C_COMFYUI", str(REPO / ".venv" / "comfyui"))
     with tempfile.TemporaryDirectory() as base:
@@ -30,8 +48,9 @@ def main() -> None:
         finally:
             server.stop()
     for api_path in sorted((REPO / "workflows").glob("*_api.json")):
-        ui = api_to_ui(json.loads(api_path.read_text()), object_info)
-        ui_path = api_path.with_name(api_path.name.replace("_api.json", ".json"))
+        name = api_path.name.replace("_api.json", "")
+        ui = api_to_ui(json.loads(api_path.read_text()), object_info, bypassed=BYPASSED.get(name))
+        ui_path = api_path.with_name(name + ".json")
         ui_path.write_text(json.dumps(ui, indent=1) + "\n")
         print("wrote", ui_path.relative_to(REPO))
 

@@ -7,10 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 COMFY="$VENV/comfyui"
-STAMP="$VENV/.t2c-setup-v1"
+STAMP="$VENV/.t2c-setup"
 PY=python3
+# Redo the installs whenever what they read changes.
+WANT=$(cat pyproject.toml tests/setup_env.sh | sha256sum | cut -d' ' -f1)
 
-if [ -f "$STAMP" ]; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   exit 0
 fi
 
@@ -44,4 +46,4 @@ fi
 grep -vE '^\s*(torch|torchvision|torchaudio)\s*([=<>].*)?$' "$COMFY/requirements.txt" > "$VENV/comfyui-requirements.txt"
 "$PIP" install -q -r "$VENV/comfyui-requirements.txt" requests
 "$PIP" install -q -e ".[test]"
-touch "$STAMP"
+echo "$WANT" > "$STAMP"

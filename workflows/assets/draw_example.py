@@ -4,7 +4,9 @@ Run ``python workflows/assets/draw_example.py`` to regenerate the three files
 beside this script (deterministic: fixed seeds, numpy and Pillow only):
 ``lake.png`` (the picture), ``lake_mask.png`` (white = water) and
 ``t2c_lake_masked.png`` (the picture with the water cleared in its alpha channel,
-which is how ComfyUI's mask editor stores a mask, for LoadImage).
+which is how ComfyUI's mask editor stores a mask, for LoadImage) and
+``t2c_painting.png`` (the same scene as a coarse "oil painting", for the
+painting-animation workflow).
 """
 
 from __future__ import annotations
@@ -77,6 +79,17 @@ def draw() -> tuple[np.ndarray, np.ndarray]:
     return np.clip(image, 0, 1), mask
 
 
+def paint(rgb: np.ndarray) -> Image.Image:
+    """A painterly rendition: flattened colour patches with directional brush streaks."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(23)
+    streaks = rng.normal(0, 10, (SIZE, SIZE // 8, 3)).repeat(8, axis=1)
+    canvas = np.clip(rgb.astype(np.float64) + streaks, 0, 255).astype(np.uint8)
+    picture = Image.fromarray(canvas).filter(ImageFilter.ModeFilter(7)).filter(ImageFilter.SMOOTH_MORE)
+    return picture.quantize(colors=48, method=Image.Quantize.MEDIANCUT).convert("RGB")
+
+
 def main() -> None:
     image, mask = draw()
     rgb = (image * 255).round().astype(np.uint8)
@@ -84,6 +97,7 @@ def main() -> None:
     Image.fromarray(rgb).save(os.path.join(HERE, "lake.png"), optimize=True)
     Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(os.path.join(HERE, "lake_mask.png"), optimize=True)
     Image.fromarray(np.dstack((rgb, alpha))).save(os.path.join(HERE, "t2c_lake_masked.png"), optimize=True)
+    paint(rgb).save(os.path.join(HERE, "t2c_painting.png"), optimize=True)
 
 
 if __name__ == "__main__":

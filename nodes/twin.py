@@ -1,0 +1,296 @@
+"""AttentionInjectingSampler and DDIMInvert: the twin pass inside ComfyUI's sampler.
+
+The model is changed only through ComfyUI's mechanisms, on a clone: attn1/attn2
+replace patches, a per-image CFG function, a pre-CFG function for the natural
+image's negative-prompt schedule, and a diffusion-model wrapper that holds a
+forward hook on output block 4's ResBlock for the duration of each UNet call.
+The math lives in :mod:`.stages.twin_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..kernels.errors import InputError
+from .stages.twin_attention import (
+    NATURAL,
+    TwinAttention,
+    TwinSchedule,
+    injected_steps,
+    negative_weight,
+    per_image_guidance,
+)
+from ._comfy import CATEGORY
+
+WRAPPER_KEY = "text2cinemagraph_twin"
+RECORD_TIMESTEP = 541  # the release averages maps over timesteps t <= 541 (the less noisy 28 of 50)
+INVERTED_KEY = "t2c_inverted"  # marks a LATENT that is already noise (from DDIMInvert)
+
+
+def _single_entry(conditioning, name: str):
+    if not conditioning:
+        raise InputError(name, "is empty; connect a CLIPTextEncode output")
+    if len(conditioning) != 1:
+        raise InputError(
+            name, f"has {len(conditioning)} entries (combined conditionings); connect one CLIPTextEncode output"
+        )
+    cond, extras = conditioning[0]
+    if cond.shape[0] != 1:
+        raise InputError(name, f"has a batch of {cond.shape[0]} prompts; connect one prompt")
+    return cond, extras
+
+
+def stack_twin_conditioning(artistic, natural):
+    """One CONDITIONING entry whose batch is ``[artistic, natural]`` (one prompt per image).
+
+    Two entries would be averaged by ComfyUI; a batch of two keeps them apart.
+    Prompts of different token lengths are repeated to a common length, as
+    ComfyUI does when it concatenates cross-attention conditions.
+    """
+    cond_a, extras_a = _single_entry(artistic, "artistic_positive")
+    cond_n, extras_n = _single_entry(natural, "natural_positive")
+    if cond_a.shape[2] != cond_n.shape[2]:
+        raise InputError("natural_positive", "comes from another text encoder than artistic_positive")
+    length = math.lcm(cond_a.shape[1], cond_n.shape[1])
+    cond = torch.cat([cond_a.repeat(1, length // cond_a.shape[1], 1), cond_n.repeat(1, length // cond_n.shape[1], 1)])
+    extras = dict(extras_a)
+    if extras_a.get("pooled_output") is not None and extras_n.get("pooled_output") is not None:
+        extras["pooled_output"] = torch.cat([extras_a["pooled_output"], extras_n["pooled_output"]])
+    return [[cond, extras]]
+
+
+def _attention_blocks(diffusion_model) -> list[tuple[str, int]]:
+    """Every UNet block holding a transformer, found from the model's structure."""
+    found = []
+    for name, blocks in (("input", diffusion_model.input_blocks), ("output", diffusion_model.output_blocks)):
+        for index, block in enumerate(blocks):
+            if any(type(layer).__name__ == "SpatialTransformer" for layer in block):
+                found.append((name, index))
+    if any(type(layer).__name__ == "SpatialTransformer" for layer in diffusion_model.middle_block):
+        found.append(("middle", 0))
+    return found
+
+
+def _residual_layer(diffusion_model):
+    try:
+        resblock = diffusion_model.output_blocks[4][0]
+        return resblock.out_layers[-1]
+    except (AttributeError, IndexError, TypeError) as error:
+        raise InputError("model", "needs an SD1.x/SD2.x-style UNet (output block 4 must start with a ResBlock)") from error
+
+
+def _artistic_prompt_for_natural(positive: list) -> list:
+    """The processed positive condition with only the artistic prompt, batch 1."""
+    sliced = []
+    for entry in positive:
+        entry = dict(entry)
+        entry["model_conds"] = {
+            key: (c._copy_with(c.cond[0:1]) if getattr(c, "cond", None) is not None and c.cond.shape[0] == 2 else c)
+            for key, c in entry["model_conds"].items()
+        }
+        sliced.append(entry)
+    return sliced
+
+
+def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[float, float], negative_schedule: bool):
+    """A clone of ``model`` carrying the twin pass's patches."""
+    import comfy.patcher_extension
+    import comfy.samplers
+
+    patched = model.clone()
+    diffusion_model = patched.get_model_object("diffusion_model")
+    residual_layer = _residual_layer(diffusion_model)
+    for block_name, index in _attention_blocks(diffusion_model):
+        patched.set_model_attn1_replace(state.attn1, block_name, index)
+        patched.set_model_attn2_replace(state.attn2, block_name, index)
+    patched.set_model_sampler_cfg_function(per_image_guidance(torch.tensor(scales)), disable_cfg1_optimization=True)
+
+    def hold_residual_hook(executor, *args, **kwargs):
+        transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        state.begin_call(transformer_options)
+        handle = residual_layer.register_forward_hook(state.residual_hook)
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            handle.remove()
+
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, hold_residual_hook)
+
+    if negative_schedule:
+
+        def natural_negative(args):
+            cond_out, uncond_out = args["conds_out"][0], args["conds_out"][1]
+            if uncond_out is None or args["conds"][0] is None:
+                return args["conds_out"]
+            where = state.locate({**args["model_options"].get("transformer_options", {}), "sigmas": args["sigma"]})
+            weight = negative_weight(where["step"], steps)
+            x, sigma = args["input"], args["sigma"]
+            negative = comfy.samplers.calc_cond_batch(
+                args["model"], [_artistic_prompt_for_natural(args["conds"][0])],
+                x[NATURAL:NATURAL + 1], sigma[NATURAL:NATURAL + 1], args["model_options"],
+            )[0]
+            uncond_out = uncond_out.clone()
+            uncond_out[NATURAL] = weight * uncond_out[NATURAL] + (1.0 - weight) * negative[0]
+            return [cond_out, uncond_out] + list(args["conds_out"][2:])
+
+        patched.set_model_sampler_pre_cfg_function(natural_negative, disable_cfg1_optimization=True)
+    return patched
+
+
+def sample_twins(model, artistic_positive, natural_positive, negative, latent, seed, steps, artistic_cfg,
+                 natural_cfg, attention_injection, residual_injection, negative_schedule):
+    """Sample the artistic image and its natural twin in one run; returns (latent_a, latent_n, maps)."""
+    import comfy.sample
+    import comfy.samplers
+    import latent_preview
+    from comfy.ldm.modules.attention import optimized_attention
+
+    samples = latent["samples"]
+    if samples.ndim != 4 or samples.shape[0] != 1:
+        raise InputError("latent", f"expected one latent [1, C, H, W], got shape {tuple(samples.shape)}")
+    if samples.shape[2] % 8 or samples.shape[3] % 8:
+        raise InputError(
+            "latent",
+            f"is {samples.shape[3] * 8}x{samples.shape[2] * 8} px; the twin pass needs sizes divisible by 64 "
+            "(e.g. 512x512, 576x768)",
+        )
+    model_sampling = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu()
+    steps = len(sigmas) - 1  # ddim_uniform rounds: 6 requested steps give 7
+    schedule = TwinSchedule(
+        attention_steps=injected_steps(attention_injection, steps),
+        residual_steps=injected_steps(residual_injection, steps),
+        record_sigma_max=float(model_sampling.sigma(torch.tensor(float(RECORD_TIMESTEP)))),
+    )
+    state = TwinAttention(schedule, (samples.shape[2], samples.shape[3]), optimized_attention)
+    patched = patch_twin_model(model, state, steps, (artistic_cfg, natural_cfg), negative_schedule)
+
+    twins = samples.repeat(2, 1, 1, 1)
+    twins = comfy.sample.fix_empty_latent_channels(patched, twins)
+    if latent.get(INVERTED_KEY):
+        noise = torch.zeros_like(twins)
+    else:
+        noise = comfy.sample.prepare_noise(twins, seed, noise_inds=[0, 0])
+    positive = stack_twin_conditioning(artistic_positive, natural_positive)
+    callback = latent_preview.prepare_callback(patched, steps)
+    out = comfy.sample.sample_custom(
+        patched, noise, natural_cfg, comfy.samplers.sampler_object("euler"), sigmas, positive, negative,
+        twins, callback=callback, disable_pbar=True, seed=seed,
+    )
+    return {"samples": out[0:1]}, {"samples": out[1:2]}, state.result()
+
+
+def invert_latent(model, conditioning, latent, steps):
+    """DDIM inversion (Euler over the ascending sigma schedule, guidance 1, no noise)."""
+    import comfy.sample
+    import comfy.samplers
+    import latent_preview
+
+    samples = latent["samples"]
+    model_sampling = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu().flip(0)
+    if sigmas[0] == 0:
+        sigmas[0] = 1e-4  # Euler divides by the current sigma
+    samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    out = comfy.sample.sample_custom(
+        model, torch.zeros_like(samples), 1.0, comfy.samplers.sampler_object("euler"), sigmas, conditioning,
+        conditioning, samples, callback=latent_preview.prepare_callback(model, steps), disable_pbar=True,
+    )
+    return {"samples": out, INVERTED_KEY: True}
+
+
+class AttentionInjectingSampler:
+    DESCRIPTION = (
+        "Samples the artistic image and its natural-looking twin in ONE run (a batch of two from the same "
+        "noise): the natural image borrows the artistic image's self-attention queries/keys and a ResBlock "
+        "residual during the early steps, so both share one layout. Records the artistic image's attention "
+        "maps for AttentionClusterMask. Works with any SD1.5-family model, LoRAs included."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = ("LATENT", "LATENT", "T2C_ATTENTION")
+    RETURN_NAMES = ("artistic_latent", "natural_latent", "attention")
+    OUTPUT_TOOLTIPS = (
+        "The artistic image (decode with VAEDecode).",
+        "Its natural twin with the same layout (for segmentation and flow).",
+        "Averaged self- and cross-attention maps of the artistic image.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        fraction = {"min": 0.0, "max": 1.0, "step": 0.05}
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "An SD1.5-family model (LoRAs applied are kept)."}),
+                "artistic_positive": ("CONDITIONING", {"tooltip": "The user's (artistic) prompt, encoded."}),
+                "natural_positive": ("CONDITIONING", {"tooltip": "The natural twin prompt, encoded."}),
+                "negative": ("CONDITIONING", {"tooltip": "Negative prompt for both images (often empty)."}),
+                "latent": (
+                    "LATENT",
+                    {"tooltip": "EmptyLatentImage (sizes divisible by 64), or DDIMInvert's latent of a painting."},
+                ),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
+                "steps": ("INT", {"default": 50, "min": 2, "max": 1000, "tooltip": "DDIM steps (the paper: 50)."}),
+                "artistic_cfg": (
+                    "FLOAT",
+                    {"default": 5.0, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": "Guidance of the artistic image."},
+                ),
+                "natural_cfg": (
+                    "FLOAT",
+                    {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": "Guidance of the natural twin."},
+                ),
+                "attention_injection": (
+                    "FLOAT",
+                    {"default": 0.5, **fraction,
+                     "tooltip": "Fraction of the steps (from the start) with self-attention q/k injection."},
+                ),
+                "residual_injection": (
+                    "FLOAT",
+                    {"default": 0.8, **fraction,
+                     "tooltip": "Fraction of the steps (from the start) with ResBlock residual injection."},
+                ),
+                "negative_schedule": (
+                    "BOOLEAN",
+                    {"default": True,
+                     "tooltip": "Push the natural twin away from the artistic prompt (weight 0.75 -> 0 over the "
+                     "steps), as the paper's release does."},
+                ),
+            }
+        }
+
+    def sample(self, model, artistic_positive, natural_positive, negative, latent, seed, steps, artistic_cfg,
+               natural_cfg, attention_injection, residual_injection, negative_schedule):
+        return sample_twins(model, artistic_positive, natural_positive, negative, latent, seed, steps,
+                            artistic_cfg, natural_cfg, attention_injection, residual_injection, negative_schedule)
+
+
+class DDIMInvert:
+    DESCRIPTION = (
+        "DDIM inversion of a picture's latent (empty prompt, guidance 1): the start noise whose sampling "
+        "reproduces the picture. Feed it to AttentionInjectingSampler to get a painting's natural twin."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "invert"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("inverted_latent",)
+    OUTPUT_TOOLTIPS = ("The noise latent; samplers of this pack start from it without adding noise.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The same model the twin pass will use."}),
+                "conditioning": ("CONDITIONING", {"tooltip": "An empty prompt, encoded (CLIPTextEncode with '')."}),
+                "latent": ("LATENT", {"tooltip": "The picture's latent (VAEEncode)."}),
+                "steps": (
+                    "INT",
+                    {"default": 50, "min": 2, "max": 999,
+                     "tooltip": "Inversion steps; more is more faithful (the release uses 999)."},
+                ),
+            }
+        }
+
+    def invert(self, model, conditioning, latent, steps):
+        return (invert_latent(model, conditioning, latent, steps),)

@@ -1,0 +1,257 @@
+"""Benchmark of the motion half: our O(N) pixel render against the paper release's scheme.
+
+Not a pytest test (nothing here is named ``test_*``); run it on demand:
+
+    python tests/benchmark_motion.py                  # the full table (a few minutes)
+    python tests/benchmark_motion.py --sizes 512 --frames 120 --threads 1
+
+For every size, loop length and thread count it times, on the same inputs in
+one process:
+
+* ours: :func:`euler_integrate` + :func:`render_pixel_frames` (median of
+  ``--repeats`` runs);
+* the release's scheme, re-implemented below: for every frame ``n`` the Euler
+  integration is recomputed from scratch (``n`` forward steps of ``F`` and
+  ``N - n`` backward steps of ``-F``), reading the flow at the rounded pixel
+  position, marking any pixel that ever leaves the frame and sending it off
+  the canvas; then the whole picture is softmax-splatted forward with
+  ``alpha = 1 - n/N`` and backward with ``1 - alpha`` (``index_add_`` over all
+  pixels, weights ``exp(Z)`` with ``Z = 0``) and divided by the summed weight
+  (at least 1e-8). Every frame costs the same ``N`` integration steps and two
+  splats, so where ``--release-frames`` limits the frames timed, the total is
+  extrapolated linearly and marked ``*``.
+
+The inputs are a random picture, a mask covering the bottom 32 % of it and
+``procedural_flow(mask, "left to right", 0.5, "river", 0)``. It then prints
+where the time of ours goes (integration, splatting, hole filling, writing the
+frames, the rest of the render).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+
+from text2cinemagraph.kernels import euler_integrate
+from text2cinemagraph.nodes.stages import frames as frames_module
+from text2cinemagraph.nodes.stages.frames import render_pixel_frames
+from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
+
+
+def make_inputs(size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(picture [H, W, 3], flow [2, H, W])`` for a square picture of ``size`` pixels."""
+    mask = torch.zeros(1, size, size)
+    mask[:, round(size * 0.68) :] = 1.0
+    flow, _ = procedural_flow(mask, "left to right", 0.5, "river", 0)
+    generator = torch.Generator().manual_seed(seed)
+    picture = torch.rand(size, size, 3, generator=generator)
+    return picture, flow
+
+
+# --- ours --------------------------------------------------------------------------------
+
+
+def run_ours(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> tuple[float, float]:
+    """Seconds for ``(integration, render)``."""
+    start = time.perf_counter()
+    motion = euler_integrate(flow, frames)
+    middle = time.perf_counter()
+    video = render_pixel_frames(picture, motion)
+    end = time.perf_counter()
+    del video, motion
+    return middle - start, end - middle
+
+
+class PhaseTimer:
+    """Wraps the render's phases (methods of ``frames._Splatter``) with wall-clock timers."""
+
+    PHASES = {"splat": "splatting", "fill_holes": "hole filling", "write": "writing frames"}
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.originals = {}
+
+    def __enter__(self) -> "PhaseTimer":
+        cls = frames_module._Splatter
+        for method, label in self.PHASES.items():
+            original = getattr(cls, method)
+            self.originals[method] = original
+
+            def timed(*args, _original=original, _label=label, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    self.seconds[_label] += time.perf_counter() - start
+
+            setattr(cls, method, timed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for method, original in self.originals.items():
+            setattr(frames_module._Splatter, method, original)
+
+
+def time_phases(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> dict[str, float]:
+    """Seconds per phase of one run of ours."""
+    with PhaseTimer() as timer:
+        start = time.perf_counter()
+        motion = euler_integrate(flow, frames)
+        middle = time.perf_counter()
+        video = render_pixel_frames(picture, motion)
+        end = time.perf_counter()
+    phases = {"integration": middle - start}
+    phases.update(timer.seconds)
+    phases["rest of render (setup, allocation, frame 0)"] = (end - middle) - sum(timer.seconds.values())
+    phases["total"] = end - start
+    del video, motion
+    return phases
+
+
+# --- the release's scheme, re-implemented -------------------------------------------------
+
+
+def release_displacement(flow: torch.Tensor, steps: int, grid: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``[2, H, W]`` displacement after ``steps`` Euler steps from scratch, nearest-pixel flow look-ups.
+
+    A pixel that ever leaves the frame is marked; at the end marked pixels are
+    sent off the canvas (so the splat drops them).
+    """
+    _, height, width = flow.shape
+    ys, xs = grid
+    flat = flow.reshape(2, -1)
+    displacement = torch.zeros_like(flow)
+    left = torch.zeros((height, width), dtype=torch.bool)
+    for _ in range(steps):
+        col = torch.round(xs + displacement[0]).long()
+        row = torch.round(ys + displacement[1]).long()
+        left |= (col < 0) | (col > width - 1) | (row < 0) | (row > height - 1)
+        index = row.clamp(0, height - 1) * width + col.clamp(0, width - 1)
+        displacement = displacement + flat[:, index.reshape(-1)].view(2, height, width)
+    displacement[:, left] = -4.0 * max(height, width)
+    return displacement
+
+
+def release_splat_(accum: torch.Tensor, values: torch.Tensor, x: torch.Tensor, y: torch.Tensor, width: int) -> None:
+    """Bilinear forward splat of every pixel's ``values [C, P]`` to ``(x, y) [P]``; corners off the frame drop."""
+    height = accum.shape[1] // width
+    x0 = torch.floor(x)
+    y0 = torch.floor(y)
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+            cx, cy = x0 + dx, y0 + dy
+            valid = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+            index = (cy.clamp(0, height - 1) * width + cx.clamp(0, width - 1)).reshape(-1)
+            weight = (wx * wy * valid).reshape(-1)
+            accum.index_add_(1, index, values * weight)
+
+
+def run_release(picture: torch.Tensor, flow: torch.Tensor, frames: int, timed_frames: int) -> tuple[float, int]:
+    """Seconds for all ``frames`` (extrapolated from ``timed_frames`` evenly spaced ones) and the count timed."""
+    height, width, channels = picture.shape
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                            indexing="ij")
+    chosen = sorted({round(i * frames / timed_frames) for i in range(timed_frames)} & set(range(frames)))
+    output = torch.empty((len(chosen), height, width, channels))
+    start = time.perf_counter()
+    planar = picture.permute(2, 0, 1).reshape(channels, -1)
+    z = torch.zeros(height * width)
+    weight = torch.exp(z)
+    carried = torch.cat((planar * weight, weight[None]))  # softmax splatting, Z = 0
+    for slot, n in enumerate(chosen):
+        alpha = 1.0 - n / frames
+        forward = release_displacement(flow, n, (ys, xs))
+        backward = release_displacement(-flow, frames - n, (ys, xs))
+        accum = torch.zeros((channels + 1, height * width))
+        release_splat_(accum, carried * alpha, (xs + forward[0]).reshape(-1), (ys + forward[1]).reshape(-1), width)
+        release_splat_(accum, carried * (1.0 - alpha), (xs + backward[0]).reshape(-1),
+                       (ys + backward[1]).reshape(-1), width)
+        colour = accum[:channels] / accum[channels].clamp_min(1e-8)
+        output[slot] = colour.T.reshape(height, width, channels)
+    seconds = time.perf_counter() - start
+    return seconds * frames / len(chosen), len(chosen)
+
+
+# --- driver -------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 768])
+    parser.add_argument("--frames", type=int, nargs="+", default=[60, 120])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of ours per row (median)")
+    parser.add_argument("--release-frames", type=int, default=24,
+                        help="frames of the release's scheme timed above --full-release-max pixels (then extrapolated)")
+    parser.add_argument("--full-release-max", type=int, default=512 * 512,
+                        help="pictures up to this many pixels time every frame of the release's scheme")
+    parser.add_argument("--no-release", action="store_true", help="time ours only")
+    args = parser.parse_args()
+
+    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"cpu: {cpu_model()}, {os.cpu_count()} logical cores; torch {torch.__version__}")
+    print(f"load average at start: {os.getloadavg()}")
+    rows = []
+    phase_tables = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for size in args.sizes:
+            picture, flow = make_inputs(size)
+            for frames in args.frames:
+                run_ours(picture, flow, frames)  # warm-up
+                runs = [run_ours(picture, flow, frames) for _ in range(args.repeats)]
+                integrate = statistics.median(r[0] for r in runs)
+                render = statistics.median(r[1] for r in runs)
+                total = statistics.median(r[0] + r[1] for r in runs)
+                release, timed = (float("nan"), 0)
+                if not args.no_release:
+                    timed_frames = frames if size * size <= args.full_release_max else min(args.release_frames, frames)
+                    release, timed = run_release(picture, flow, frames, timed_frames)
+                mark = "*" if 0 < timed < frames else ""
+                rows.append((size, frames, threads, integrate, render, total, release, mark))
+                print(f"  done {size}^2 x {frames} frames, {threads} thread(s): ours {total:.3f} s, "
+                      f"release {release:.1f} s{mark}", flush=True)
+                if frames == max(args.frames):
+                    phase_tables.append((size, frames, threads, time_phases(picture, flow, frames)))
+
+    print()
+    print("| size | frames | threads | ours integrate s | ours render s | ours total s | release s | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, frames, threads, integrate, render, total, release, mark in rows:
+        speedup = release / total if release == release else float("nan")
+        print(f"| {size}^2 | {frames} | {threads} | {integrate:.3f} | {render:.3f} | {total:.3f} | "
+              f"{release:.1f}{mark} | {speedup:.0f}x |")
+    if any(row[-1] for row in rows):
+        print(f"\n* release's scheme timed on {args.release_frames} evenly spaced frames and extrapolated "
+              "linearly (every frame costs N integration steps and two whole-picture splats)")
+    print("\nWhere the time of ours goes (one run, seconds):")
+    for size, frames, threads, phases in phase_tables:
+        total = phases["total"]
+        parts = ", ".join(f"{name} {seconds:.3f} ({100 * seconds / total:.0f}%)"
+                          for name, seconds in phases.items() if name != "total")
+        print(f"  {size}^2 x {frames}, {threads} thread(s): total {total:.3f}: {parts}")
+    print(f"\nload average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

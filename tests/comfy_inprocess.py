@@ -1,0 +1,35 @@
+"""ComfyUI imported as a library inside the test process (CPU only), with tiny models."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from conftest import REPO
+
+COMFY_ROOT = os.environ.get("T2C_COMFYUI", os.path.join(REPO, ".venv", "comfyui"))
+
+
+def import_comfy() -> None:
+    """Make ``comfy`` importable and force the CPU before ``comfy.model_management`` loads."""
+    if COMFY_ROOT not in sys.path:
+        sys.path.insert(0, COMFY_ROOT)
+    from comfy.cli_args import args
+
+    args.cpu = True
+    args.use_pytorch_cross_attention = True  # SDPA: far faster on a CPU than the sub-quadratic default
+    import comfy.model_management  # noqa: F401
+
+
+def tiny_checkpoint(seed: int = 0):
+    """``(model, clip)``: the test pack's tiny SD1.5-layout ModelPatcher and CLIP."""
+    import_comfy()
+    from comfy_test_pack.tiny_checkpoint import build_tiny_clip, build_tiny_model
+
+    return build_tiny_model(seed), build_tiny_clip(seed)
+
+
+def encode(clip, text: str):
+    tokens = clip.tokenize(text)
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    return [[cond, {"pooled_output": pooled}]]

@@ -1,0 +1,12 @@
+"""Test-only ComfyUI node pack (never shipped): a tiny random SD1.5-layout checkpoint.
+
+The server tests load it beside the real pack (``ComfyServer(extra_packs=...)``)
+so that bundled workflows built around ``CheckpointLoaderSimple`` can run on a
+CPU in a fraction of a second: swap the loader for ``T2CTestTinyCheckpoint``
+(``comfy_harness.swap_in_tiny_checkpoint``) and leave the rest as shipped.
+"""
+
+from .tiny_checkpoint import T2CTestTinyCheckpoint
+
+NODE_CLASS_MAPPINGS = {"T2CTestTinyCheckpoint": T2CTestTinyCheckpoint}
+NODE_DISPLAY_NAME_MAPPINGS = {"T2CTestTinyCheckpoint": "T2C Test Tiny Checkpoint (random weights)"}
