@@ -211,7 +211,9 @@ def main() -> None:
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"cpu: {cpu_model()}, {os.cpu_count()} logical cores; torch {torch.__version__}")
     print(f"load average at start: {os.getloadavg()}")
-    rows = []
+    # Ours first, for every configuration, then the release's scheme: its large allocations can
+    # fragment memory and slow the (huge-page) frame allocations of runs after it.
+    ours = {}
     phase_tables = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -220,19 +222,29 @@ def main() -> None:
             for frames in args.frames:
                 run_ours(picture, flow, frames)  # warm-up
                 runs = [run_ours(picture, flow, frames) for _ in range(args.repeats)]
-                integrate = statistics.median(r[0] for r in runs)
-                render = statistics.median(r[1] for r in runs)
-                total = statistics.median(r[0] + r[1] for r in runs)
+                ours[threads, size, frames] = (
+                    statistics.median(r[0] for r in runs),
+                    statistics.median(r[1] for r in runs),
+                    statistics.median(r[0] + r[1] for r in runs),
+                )
+                print(f"  ours {size}^2 x {frames} frames, {threads} thread(s): {ours[threads, size, frames][2]:.3f} s "
+                      f"(runs: {', '.join(f'{r[0] + r[1]:.3f}' for r in runs)})", flush=True)
+                if frames == max(args.frames):
+                    phase_tables.append((size, frames, threads, time_phases(picture, flow, frames)))
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for size in args.sizes:
+            picture, flow = make_inputs(size)
+            for frames in args.frames:
                 release, timed = (float("nan"), 0)
                 if not args.no_release:
                     timed_frames = frames if size * size <= args.full_release_max else min(args.release_frames, frames)
                     release, timed = run_release(picture, flow, frames, timed_frames)
+                    print(f"  release {size}^2 x {frames} frames, {threads} thread(s): {release:.1f} s "
+                          f"({timed} frames timed)", flush=True)
                 mark = "*" if 0 < timed < frames else ""
-                rows.append((size, frames, threads, integrate, render, total, release, mark))
-                print(f"  done {size}^2 x {frames} frames, {threads} thread(s): ours {total:.3f} s, "
-                      f"release {release:.1f} s{mark}", flush=True)
-                if frames == max(args.frames):
-                    phase_tables.append((size, frames, threads, time_phases(picture, flow, frames)))
+                rows.append((size, frames, threads, *ours[threads, size, frames], release, mark))
 
     print()
     print("| size | frames | threads | ours integrate s | ours render s | ours total s | release s | speed-up |")

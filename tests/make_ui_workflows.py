@@ -1,4 +1,4 @@
-"""Regenerates each ``workflows/NAME.json`` (UI format) from ``workflows/NAME_api.json``.
+"""Regenerates each ``workflows/NAME.json`` (UI format) from ``workflows/api/NAME.json``.
 
 Run after editing an API-format workflow: ``python tests/make_ui_workflows.py``.
 It starts a real ComfyUI (as the tests do) for the node definitions;
@@ -47,10 +47,10 @@ def main() -> None:
             object_info = server.get_json("/object_info")
         finally:
             server.stop()
-    for api_path in sorted((REPO / "workflows").glob("*_api.json")):
-        name = api_path.name.replace("_api.json", "")
+    for api_path in sorted((REPO / "workflows" / "api").glob("*.json")):
+        name = api_path.stem
         ui = api_to_ui(json.loads(api_path.read_text()), object_info, bypassed=BYPASSED.get(name))
-        ui_path = api_path.with_name(name + ".json")
+        ui_path = REPO / "workflows" / (name + ".json")
         ui_path.write_text(json.dumps(ui, indent=1) + "\n")
         print("wrote", ui_path.relative_to(REPO))
 

@@ -23,7 +23,7 @@ from comfy_harness import shrink_for_cpu
 from conftest import REPO
 
 WORKFLOWS = Path(REPO, "workflows")
-UI_WORKFLOWS = sorted(p for p in WORKFLOWS.glob("*.json") if not p.name.endswith("_api.json"))
+UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 CHROMIUM = os.environ.get("T2C_CHROMIUM", "/usr/bin/chromium")
 # environment.md: Debian chromium without sandbox/GPU, and nothing that phones home.
 CHROMIUM_ARGS = [
@@ -186,7 +186,7 @@ def test_workflow_loads_in_the_editor_converts_and_runs(comfy_server, editor, pa
 
     assert not any("127.0.0.1" in url for url in editor.blocked_requests)  # only other hosts were blocked
 
-    twin = path.with_name(path.stem + "_api.json")
+    twin = path.parent / "api" / path.name
     if twin.is_file():  # the editor's conversion equals the shipped API twin
         differences = prompt_differences(prompt, json.loads(twin.read_text()))
         assert differences == [], (

@@ -29,7 +29,7 @@ WORKFLOWS = Path(REPO, "workflows")
 
 
 def animate_prompt(frames: int = 4, seed: int = 0, keep_preview: bool = True, **writer) -> dict:
-    with open(f"{REPO}/workflows/animate_picture_api.json") as handle:
+    with open(f"{REPO}/workflows/api/animate_picture.json") as handle:
         prompt = json.load(handle)
     prompt["3"]["inputs"]["frames"] = frames
     prompt["2"]["inputs"]["seed"] = seed
@@ -252,12 +252,12 @@ def test_twenty_queued_prompts_complete_and_memory_stays_flat(comfy_server):
 def test_bundled_workflows_are_listed_as_templates_with_thumbnails(comfy_server):
     templates = comfy_server.get_json("/api/workflow_templates")
     bundled = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
-    assert sorted(templates[PACK_FOLDER_NAME]) == bundled
-    assert "animate_picture" in bundled
+    assert sorted(templates[PACK_FOLDER_NAME]) == bundled  # the API twins in workflows/api/ are not listed
+    assert {"animate_picture", "text_to_cinemagraph", "animate_painting", "direction_control"} <= set(bundled)
     for name in bundled:
         served = requests.get(f"{comfy_server.url}/api/workflow_templates/{PACK_FOLDER_NAME}/{name}.json", timeout=30)
         assert served.status_code == 200 and served.json() == json.loads((WORKFLOWS / f"{name}.json").read_text())
-    for name in [n for n in bundled if not n.endswith("_api")]:
+    for name in bundled:
         thumbnail = requests.get(f"{comfy_server.url}/api/workflow_templates/{PACK_FOLDER_NAME}/{name}.jpg", timeout=30)
         assert thumbnail.status_code == 200, f"workflows/{name}.jpg missing (tests/test_browser.py writes it)"
         with Image.open(io.BytesIO(thumbnail.content)) as picture:

@@ -14,7 +14,7 @@ OUR_NODES = ["FlowPredictor", "EulerIntegrate", "SymmetricSplatFrameGen", "LoopV
 
 
 def load_api_workflow(name):
-    with open(f"{REPO}/workflows/{name}") as handle:
+    with open(f"{REPO}/workflows/api/{name}") as handle:
         return json.load(handle)
 
 
@@ -47,7 +47,7 @@ def decode(data: bytes) -> np.ndarray:
 
 
 def test_animate_picture_workflow_writes_the_video(comfy_server):
-    entry = comfy_server.run(load_api_workflow("animate_picture_api.json"))
+    entry = comfy_server.run(load_api_workflow("animate_picture.json"))
     outputs = entry["outputs"]
     video_files = outputs["5"]["images"]
     assert outputs["5"]["animated"] == [True] and len(video_files) == 1
@@ -66,7 +66,7 @@ def test_animate_picture_workflow_writes_the_video(comfy_server):
 
 
 def test_animate_picture_loop_is_seamless_in_a_lossless_file(comfy_server):
-    prompt = load_api_workflow("animate_picture_api.json")
+    prompt = load_api_workflow("animate_picture.json")
     prompt["5"]["inputs"].update(format="apng", filename_prefix="t2c_tests/lossless")
     prompt["3"]["inputs"]["frames"] = 30
     entry = comfy_server.run(prompt)

@@ -17,7 +17,7 @@ from text2cinemagraph.__main__ import main
 from text2cinemagraph.kernels.errors import InputError
 from text2cinemagraph.nodes import api_client
 
-API_WORKFLOW = os.path.join(REPO, "workflows", "animate_picture_api.json")
+API_WORKFLOW = os.path.join(REPO, "workflows", "api", "animate_picture.json")
 UI_WORKFLOW = os.path.join(REPO, "workflows", "animate_picture.json")
 
 

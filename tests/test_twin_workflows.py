@@ -23,7 +23,7 @@ FRAMES = 8
 
 
 def cpu_sized(name: str) -> dict:
-    with open(f"{REPO}/workflows/{name}_api.json") as handle:
+    with open(f"{REPO}/workflows/api/{name}.json") as handle:
         prompt = shrink_for_cpu(json.load(handle), frames=FRAMES)
     for node in prompt.values():
         inputs, kind = node["inputs"], node["class_type"]

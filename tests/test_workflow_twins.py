@@ -8,20 +8,20 @@ import pytest
 from conftest import REPO
 from text2cinemagraph.nodes.workflow_format import ui_to_api
 
-API_FILES = sorted(Path(REPO, "workflows").glob("*_api.json"))
+API_FILES = sorted(Path(REPO, "workflows", "api").glob("*.json"))
 
 
 def test_every_workflow_has_both_formats():
     assert API_FILES
     for api_path in API_FILES:
-        assert api_path.with_name(api_path.name.replace("_api.json", ".json")).is_file()
+        assert (api_path.parent.parent / api_path.name).is_file()
 
 
 @pytest.mark.parametrize("api_path", API_FILES, ids=lambda p: p.stem)
 def test_ui_twin_converts_to_the_api_twin(comfy_server, api_path):
     object_info = comfy_server.get_json("/object_info")
     api = json.loads(api_path.read_text())
-    ui = json.loads(api_path.with_name(api_path.name.replace("_api.json", ".json")).read_text())
+    ui = json.loads((api_path.parent.parent / api_path.name).read_text())
     assert ui_to_api(ui, object_info) == api
 
 
