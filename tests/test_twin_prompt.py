@@ -33,6 +33,13 @@ TABLE = [
     ("a fountain in a garden, pastel drawing", ("fountain",), ("fountain",), "auto", None),
     ("storm clouds above the ocean, dramatic", ("clouds", "ocean"), ("clouds", "ocean"), "auto", "clouds"),
     ("steam rising from a cup of coffee", ("steam",), ("steam",), "auto", None),
+    ("A WATERFALL IN A CAVE, UNREAL ENGINE, in upwards direction", ("waterfall",), ("waterfall",), "upwards", "waterfall"),
+    ("mist over a pond in the early morning, Chinese ink painting", ("mist", "pond"), ("mist", "pond"), "auto", None),
+    ("burning fire in a fireplace, cozy room, 8k", ("fire",), ("fire",), "auto", "fire"),
+    ("northern lights over a frozen lake, low poly", ("lake",), ("lake",), "auto", None),
+    ("a canal in Venice at night with gondolas, in left to right, downwards direction", ("canal",), ("canal",),
+     "left to right, downwards", "river"),
+    ("sea waves at sunset, in the style of Studio Ghibli", ("sea waves",), ("sea waves",), "auto", "ocean/sea"),
 ]
 
 NOTHING_MOVES = [
