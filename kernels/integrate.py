@@ -96,16 +96,33 @@ def empty_output(shape: Sequence[int], dtype: torch.dtype = torch.float32, devic
 
 FLOAT_INDEX_LIMIT = 1 << 24  # flat indices below this are exact in float32
 CHECK_EVERY = 8  # steps between full checks for points that may leave the frame
+CHUNK_POINTS = 1 << 16  # points integrated together through all steps (their buffers stay in cache)
+
+Recorder = Callable[[int, int, int, Tensor], None]
+
+
+class _Ticker:
+    """Calls ``progress()`` ``calls`` times, evenly over ``work`` units done in any order."""
+
+    def __init__(self, progress: Optional[Callable[[], None]], calls: int, work: int):
+        self.progress, self.calls, self.work = progress, calls, max(work, 1)
+        self.done = self.called = 0
+
+    def add(self, units: int) -> None:
+        self.done += units
+        due = self.calls if self.done >= self.work else self.calls * self.done // self.work
+        while self.called < due:
+            self.called += 1
+            if self.progress is not None:
+                self.progress()
 
 
 def _advect(
     table: Tensor,
-    counts: Sequence[int],
-    start: Tensor,
+    groups: Sequence[tuple[Tensor, bool, Recorder]],
     width: int,
     height: int,
     steps: int,
-    record: Callable[[int, Tensor], None],
     progress: Optional[Callable[[], None]] = None,
     window: Optional[tuple[int, int, int, int]] = None,
 ) -> None:
@@ -114,17 +131,50 @@ def _advect(
     Args:
         table: the :func:`.warp.neighbour_table` of a ``[C, H, W]`` field
             (``C`` is 2 for a flow) over ``window``.
-        counts: number of points of each group, the points concatenated in
-            group order: the first group moves along the field, a second one
-            along its negation (``-F`` sampled is minus ``F`` sampled, exactly:
-            one table serves both).
-        start: ``[C, A]`` start positions (x, y) in pixels.
+        groups: ``(start [C, M] positions (x, y) in pixels, negate, record)``
+            per group; a negated group moves along ``-F`` (``-F`` sampled is
+            minus ``F`` sampled, exactly, so one table serves both).
+            ``record(k, first, last, displacement [C, last - first])`` receives
+            the displacement of points ``first .. last - 1`` of the group after
+            ``k = 0 .. steps`` steps; the tensor is reused, copy what must be kept.
         steps: number of Euler steps.
-        record: ``record(k, displacement [C, A])`` after ``k = 0 .. steps``
-            steps; the tensor is reused, copy what must be kept.
-        progress: called once per group after each step.
-        window: ``(top, left, rows, cols)`` of the tables (default: the whole
+        progress: called ``steps`` times per group, spread over the work.
+        window: ``(top, left, rows, cols)`` of the table (default: the whole
             field); every point that is inside the field must stay inside it.
+
+    Points are integrated in chunks of ``CHUNK_POINTS`` through all the
+    steps, so that each chunk's buffers and the part of the table it reads
+    stay in cache.
+    """
+    ticker = _Ticker(progress, steps * len(groups), steps * sum(start.shape[1] for start, _, _ in groups))
+    speed = float(table.abs().max())
+    for start, negate, record in groups:
+        count = start.shape[1]
+        if count == 0:
+            record(0, 0, 0, start.new_zeros(start.shape))
+        for first in range(0, count, CHUNK_POINTS):
+            last = min(first + CHUNK_POINTS, count)
+
+            def chunk_record(k: int, displacement: Tensor, first: int = first, last: int = last) -> None:
+                record(k, first, last, displacement)
+
+            _advect_chunk(table, speed, start[:, first:last], negate, width, height, steps, chunk_record, ticker, window)
+    ticker.add(ticker.work)  # nothing to integrate: still report every step
+
+
+def _advect_chunk(
+    table: Tensor,
+    speed: float,
+    start: Tensor,
+    negate: bool,
+    width: int,
+    height: int,
+    steps: int,
+    record: Callable[[int, Tensor], None],
+    ticker: _Ticker,
+    window: Optional[tuple[int, int, int, int]],
+) -> None:
+    """:func:`_advect` for one chunk of points.
 
     A point whose position is outside ``[0, W-1] x [0, H-1]`` before a step is
     frozen: from then on it reads the table's zero column and keeps its
@@ -137,16 +187,10 @@ def _advect(
     dtype, device = start.dtype, start.device
     displacement = torch.zeros((channels, total), dtype=dtype, device=device)
     record(0, displacement)
-    if total == 0:
-        for _ in range(steps * len(counts)):
-            if progress is not None:
-                progress()
-        return
     pixels = table.shape[1] - 1
     top, left, _, cols = (0, 0, height, width) if window is None else window
     shift = top * cols + left
     float_index = height * width < FLOAT_INDEX_LIMIT
-    speed = float(table.abs().max())
     # A step moves a point by at most ``speed`` per axis, up to rounding.
     margin = CHECK_EVERY * (speed * 1.001 + 0.01) + 0.01
     right, bottom = float(width - 1), float(height - 1)
@@ -161,14 +205,9 @@ def _advect(
     index = torch.empty(total, dtype=torch.long, device=device)
     flat = torch.empty(total, dtype=dtype if float_index else torch.long, device=device)
     cell = None if float_index else torch.empty((2, total), dtype=torch.long, device=device)
+    gathered = torch.empty((table.shape[0], total), dtype=dtype, device=device)
     corners = torch.empty((channels, 4, total), dtype=dtype, device=device)
     velocity = torch.empty((channels, total), dtype=dtype, device=device)
-    spans = []
-    begin = 0
-    for count in counts:
-        gathered = torch.empty((table.shape[0], count), dtype=dtype, device=device)
-        spans.append((begin, begin + count, gathered))
-        begin += count
     frozen: Optional[Tensor] = None
     watch: Optional[Tensor] = None  # points to test in this step; None: all are far from the border
 
@@ -206,19 +245,15 @@ def _advect(
             index.sub_(shift)
         if frozen is not None:
             index.index_fill_(0, frozen, pixels)
-        for first, last, gathered in spans:
-            torch.index_select(table, 1, index[first:last], out=gathered)
-            torch.mul(gathered.view(channels, 4, -1), weight[:, first:last].unsqueeze(0), out=corners[:, :, first:last])
+        torch.index_select(table, 1, index, out=gathered)
+        torch.mul(gathered.view(channels, 4, -1), weight.unsqueeze(0), out=corners)
         torch.sum(corners, dim=1, out=velocity)
-        for group, (first, last, _) in enumerate(spans):
-            if group == 0:
-                displacement[:, first:last].add_(velocity[:, first:last])
-            else:
-                displacement[:, first:last].sub_(velocity[:, first:last])
+        if negate:
+            displacement.sub_(velocity)
+        else:
+            displacement.add_(velocity)
         record(k, displacement)
-        if progress is not None:
-            for _ in spans:
-                progress()
+        ticker.add(total)
 
 
 def _check_field(flow: Tensor) -> None:
@@ -252,10 +287,10 @@ def integrate_displacements(
     _, height, width = flow.shape
     start = torch.stack((x0, y0)).to(flow.dtype)
 
-    def record(k: int, displacement: Tensor) -> None:
-        out[steps - k if reverse else k] = displacement
+    def record(k: int, first: int, last: int, displacement: Tensor) -> None:
+        out[steps - k if reverse else k, :, first:last] = displacement
 
-    _advect(neighbour_table(flow), [start.shape[1]], start, width, height, steps, record, progress)
+    _advect(neighbour_table(flow), [(start, False, record)], width, height, steps, progress)
     return out
 
 
@@ -298,9 +333,11 @@ def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn
         if progress is not None:
             progress(done, 2 * num_frames)
 
-    def record(k: int, displacement: Tensor) -> None:
-        forward[k].copy_(displacement[:, :count])
-        backward[num_frames - k].copy_(displacement[:, count:])
+    def record_forward(k: int, first: int, last: int, displacement: Tensor) -> None:
+        forward[k, :, first:last] = displacement
+
+    def record_backward(k: int, first: int, last: int, displacement: Tensor) -> None:
+        backward[num_frames - k, :, first:last] = displacement
 
     window = None
     if count:
@@ -312,6 +349,7 @@ def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn
         bottom, right = min(int(ys.max()) + reach, height - 1), min(int(xs.max()) + reach, width - 1)
         window = (top, left, bottom - top + 1, right - left + 1)
     table = neighbour_table(flow, window)
-    start = torch.stack((torch.cat((x0, x0)), torch.cat((y0, y0))))
-    _advect(table, [count, count], start, width, height, num_frames, record, step, window)
+    start = torch.stack((x0, y0))
+    groups = [(start, False, record_forward), (start, True, record_backward)]
+    _advect(table, groups, width, height, num_frames, step, window)
     return Motion(flow=flow, sources=sources, forward=forward, backward=backward)
