@@ -111,3 +111,21 @@ def test_picture_of_another_size_is_rejected():
     with pytest.raises(InputError) as error:
         render_pixel_frames(torch.rand(32, 32, 3), euler_integrate(flow, 4))
     assert error.value.input_name == "motion"
+
+
+def test_the_gpu_path_through_splat_renders_the_same_frames():
+    # render_by_splat is what runs on a GPU (splat_ -> the CuPy kernel); on the CPU it uses
+    # splat_torch_, which the CUDA kernel is tested against in test_splat.py.
+    from text2cinemagraph.nodes.stages.frames import render_by_splat
+
+    picture = smooth_texture(96, 96, seed=7)
+    mask = torch.zeros(1, 96, 96)
+    mask[0, 30:96, 0:70] = 1.0  # runs off the bottom and left edges
+    flow, _ = procedural_flow(mask, "downwards, right to left", 1.5, "generic", 2)
+    motion = euler_integrate(flow, 20)
+    importance = torch.rand(96, 96, generator=torch.Generator().manual_seed(0))
+    for z in (None, importance):
+        fast = render_pixel_frames(picture, motion, importance=z)
+        simple = render_by_splat(picture, motion, importance=z)
+        assert torch.equal(simple[0], picture)
+        assert torch.allclose(fast, simple, atol=1e-5)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...kernels import Motion
+from ...kernels import Motion, splat_
 from ...kernels.errors import InputError
 from ...kernels.integrate import FLOAT_INDEX_LIMIT, empty_output
 from ...kernels.warp import bilinear_weights
@@ -170,12 +170,70 @@ def render_pixel_frames(
     if motion.sources.numel() == 0:
         frames.copy_(image.expand_as(frames))
         return frames
+    if motion.flow.is_cuda:
+        return render_by_splat(image, motion, importance, progress, out=frames)
     splatter = _Splatter(image, motion, importance)
     for n in range(frames_total):
         if n == 0:
             frames[0].copy_(image)  # alpha = 1 and no displacement: the picture itself
         else:
             splatter.render(n, frames[n])
+        if progress is not None:
+            progress(n + 1, frames_total)
+    return frames
+
+
+def render_by_splat(
+    image: Tensor,
+    motion: Motion,
+    importance: Optional[Tensor] = None,
+    progress: Optional[ProgressFn] = None,
+    out: Optional[Tensor] = None,
+) -> Tensor:
+    """The same frames as :func:`render_pixel_frames`, one :func:`...kernels.splat_` call a frame.
+
+    This is the path on a GPU, where ``splat_`` runs the CuPy kernel; the CPU path
+    (:class:`_Splatter`) computes the same sums in a layout tuned for the CPU.
+    Frames are returned on the picture's device.
+    """
+    image = check_picture(image, motion).float()
+    height, width, channels = image.shape
+    frames_total, device = motion.num_frames, motion.flow.device
+    frames = out if out is not None else image.unsqueeze(0).repeat(frames_total, 1, 1, 1)
+    frames.copy_(image.expand_as(frames))
+    planar = image.to(device).permute(2, 0, 1).reshape(channels, -1)
+    z = torch.zeros(height * width, device=device) if importance is None else importance.to(device).reshape(-1)
+    weight = torch.exp(z - z.max())
+    carried = torch.cat((planar * weight, weight[None]))  # [C + 1, H * W]
+    region = animated_region(motion)
+    moving = torch.zeros(height * width, dtype=torch.bool, device=device)
+    moving[motion.sources] = True
+    still = region.reshape(-1) & ~moving
+    still_accum = torch.zeros_like(carried)
+    still_accum[:, still] = carried[:, still]
+    sources = carried[:, motion.sources]
+    values = torch.cat((sources, sources), dim=1)  # forward copies, then backward copies
+    x0, y0 = motion.source_positions()
+    count = x0.shape[0]
+    region_index = torch.nonzero(region.reshape(-1)).squeeze(1)
+    rows, cols = _bounding_box(region)
+    scale = torch.empty(2 * count, device=device)
+    if progress is not None:
+        progress(1, frames_total)  # frame 0 is the picture
+    for n in range(1, frames_total):
+        alpha = 1.0 - n / frames_total
+        x = torch.cat((x0 + motion.forward[n, 0], x0 + motion.backward[n, 0]))
+        y = torch.cat((y0 + motion.forward[n, 1], y0 + motion.backward[n, 1]))
+        scale[:count], scale[count:] = alpha, 1.0 - alpha
+        accum = splat_(still_accum.clone(), values, x, y, scale, width)
+        empty = fill_holes_(accum.view(channels + 1, height, width)[:, rows, cols])
+        colour = accum[:channels, region_index] / accum[channels, region_index].clamp_min(HOLE_WEIGHT)
+        if empty.any():
+            left = torch.zeros(height, width, dtype=torch.bool, device=device)
+            left[rows, cols] = empty
+            left = left.reshape(-1)[region_index]
+            colour[:, left] = planar[:, region_index[left]]
+        frames[n].view(-1, channels)[region_index.to(frames.device)] = colour.T.to(frames.device)
         if progress is not None:
             progress(n + 1, frames_total)
     return frames
