@@ -7,7 +7,7 @@ CuPy CUDA kernel when its tensors live on a GPU and CuPy is installed.
 
 from .errors import InputError
 from .integrate import Motion, euler_integrate, integrate_displacements
-from .splat import splat_, splat_torch_
+from .splat import splat_, splat_symmetric_, splat_torch_
 from .warp import sample_bilinear
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "integrate_displacements",
     "sample_bilinear",
     "splat_",
+    "splat_symmetric_",
     "splat_torch_",
 ]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...kernels import Motion, splat_
+from ...kernels import Motion, splat_symmetric_
 from ...kernels.errors import InputError
 from ...kernels.integrate import FLOAT_INDEX_LIMIT, empty_output
 from ...kernels.warp import bilinear_weights
@@ -183,6 +183,16 @@ def render_pixel_frames(
     return frames
 
 
+def softmax_carried(image: Tensor, importance: Optional[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``(picture [C, H*W], carried [C + 1, H*W])``: what each pixel splats, ``[colour * w, w]``
+    with softmax-splatting weights ``w = exp(Z - max Z)`` (``Z = 0`` without ``importance``)."""
+    height, width, channels = image.shape
+    planar = image.to(device).permute(2, 0, 1).reshape(channels, -1)
+    z = torch.zeros(height * width, device=device) if importance is None else importance.to(device).reshape(-1)
+    weight = torch.exp(z - z.max())
+    return planar, torch.cat((planar * weight, weight[None]))
+
+
 def render_by_splat(
     image: Tensor,
     motion: Motion,
@@ -201,10 +211,7 @@ def render_by_splat(
     frames_total, device = motion.num_frames, motion.flow.device
     frames = out if out is not None else image.unsqueeze(0).repeat(frames_total, 1, 1, 1)
     frames.copy_(image.expand_as(frames))
-    planar = image.to(device).permute(2, 0, 1).reshape(channels, -1)
-    z = torch.zeros(height * width, device=device) if importance is None else importance.to(device).reshape(-1)
-    weight = torch.exp(z - z.max())
-    carried = torch.cat((planar * weight, weight[None]))  # [C + 1, H * W]
+    planar, carried = softmax_carried(image, importance, device)
     region = animated_region(motion)
     moving = torch.zeros(height * width, dtype=torch.bool, device=device)
     moving[motion.sources] = True
@@ -214,18 +221,12 @@ def render_by_splat(
     sources = carried[:, motion.sources]
     values = torch.cat((sources, sources), dim=1)  # forward copies, then backward copies
     x0, y0 = motion.source_positions()
-    count = x0.shape[0]
     region_index = torch.nonzero(region.reshape(-1)).squeeze(1)
     rows, cols = _bounding_box(region)
-    scale = torch.empty(2 * count, device=device)
     if progress is not None:
         progress(1, frames_total)  # frame 0 is the picture
     for n in range(1, frames_total):
-        alpha = 1.0 - n / frames_total
-        x = torch.cat((x0 + motion.forward[n, 0], x0 + motion.backward[n, 0]))
-        y = torch.cat((y0 + motion.forward[n, 1], y0 + motion.backward[n, 1]))
-        scale[:count], scale[count:] = alpha, 1.0 - alpha
-        accum = splat_(still_accum.clone(), values, x, y, scale, width)
+        accum = splat_symmetric_(still_accum.clone(), values, x0, y0, motion, n, width)
         empty = fill_holes_(accum.view(channels + 1, height, width)[:, rows, cols])
         colour = accum[:channels, region_index] / accum[channels, region_index].clamp_min(HOLE_WEIGHT)
         if empty.any():
@@ -262,13 +263,10 @@ class _Splatter:
         height, width, channels = image.shape
         self.image, self.motion, self.channels = image, motion, channels
         self.count = count = motion.sources.numel()
-        planar = image.to(device).permute(2, 0, 1).reshape(channels, -1)
-        z = torch.zeros(height * width, device=device) if importance is None else importance.to(device).reshape(-1)
-        weight = torch.exp(z - z.max())
-        carried = torch.cat((planar * weight, weight[None]))  # [C + 1, H * W]
+        planar, carried = softmax_carried(image, importance, device)
         self.pairs = pairs = (channels + 2) // 2  # complex rows; an odd count gets a zero channel
         if 2 * pairs > channels + 1:
-            carried = torch.cat((carried, torch.zeros_like(weight)[None]))
+            carried = torch.cat((carried, torch.zeros_like(carried[-1:])))
 
         region = animated_region(motion)
         rows, cols = _bounding_box(region)

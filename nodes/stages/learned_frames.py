@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...kernels import Motion, splat_
+from ...kernels import Motion, splat_symmetric_
 from .frames import animated_region, check_picture
 from .networks.frame_net import MIN_WEIGHT, importance_weights
 
@@ -119,7 +119,7 @@ def render_learned_frames(
         for n in range(frames_total):
             if n > 0:
                 accum.copy_(still)
-                _splat_copies(accum, values, x0, y0, motion, n, shape[1])
+                splat_symmetric_(accum, values, x0, y0, motion, n, shape[1])
                 decoded = _to_channels(_decode(network, accum, shape, multiple), channels)
                 result = (decoded + correction).clamp(0.0, 1.0).permute(1, 2, 0).cpu()
                 target[n, :, :, : result.shape[-1]][inside] = result[inside]
@@ -135,18 +135,6 @@ def _encode(network: nn.Module, colour: Tensor, rows: slice, cols: slice, device
     features, z = network.encode(rgb)
     carried = importance_weights(features, z, torch.ones(1, device=device))[0][:, rows, cols]
     return carried.reshape(carried.shape[0], -1)
-
-
-def _splat_copies(accum: Tensor, values: Tensor, x0: Tensor, y0: Tensor, motion: Motion, n: int, width: int) -> None:
-    """Add frame ``n``'s forward (weight ``1 - n/N``) and backward (``n/N``) copies of the moving pixels."""
-    device = accum.device
-    count = x0.shape[0]
-    alpha = 1.0 - n / motion.num_frames
-    x = torch.cat((x0 + motion.forward[n, 0].to(device), x0 + motion.backward[n, 0].to(device)))
-    y = torch.cat((y0 + motion.forward[n, 1].to(device), y0 + motion.backward[n, 1].to(device)))
-    scale = torch.full((2 * count,), alpha, device=device)
-    scale[count:] = 1.0 - alpha
-    splat_(accum, values, x, y, scale, width)
 
 
 def _window_sources(motion: Motion, rows: slice, cols: slice, win_w: int, device) -> tuple[Tensor, Tensor, Tensor]:
