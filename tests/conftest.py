@@ -17,6 +17,26 @@ if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
 
+def _import_this_checkout() -> None:
+    """Make ``import text2cinemagraph`` (here and in subprocesses) load this checkout.
+
+    The editable install points at whichever checkout ran ``setup_env.sh``; a
+    second work tree sharing that venv must still test its own code.
+    """
+    root = os.path.join(REPO, "build", "import_root")
+    link = os.path.join(root, "text2cinemagraph")
+    os.makedirs(root, exist_ok=True)
+    if os.path.realpath(link) != REPO:
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(REPO, link)
+    sys.path.insert(0, root)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+
+_import_this_checkout()
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     torch.set_num_threads(1)
