@@ -36,6 +36,8 @@ def _import_this_checkout() -> None:
 
 _import_this_checkout()
 
+from comfy_harness import FRONTENDS  # noqa: E402  (tests/ is on sys.path from here)
+
 
 @pytest.fixture(autouse=True)
 def _single_thread():
@@ -57,7 +59,40 @@ def comfy_server(request, tmp_path_factory):
     if not os.path.isfile(os.path.join(root, "main.py")):
         pytest.fail(f"no ComfyUI at {root}; run tests/setup_env.sh or pass --comfyui")
     # TEST_PACK: the test-only tiny checkpoint node (tests/comfy_test_pack), loaded beside the pack.
-    server = ComfyServer(root, tmp_path_factory.mktemp("comfy"), extra_packs=(TEST_PACK,))
+    # Classic caching: test_comfy_api asserts which nodes ran from the cache.
+    server = ComfyServer(root, tmp_path_factory.mktemp("comfy"), extra_packs=(TEST_PACK,), cache_classic=True)
     server.start()
     yield server
+    server.stop()
+
+
+def fail_or_skip(reason: str):
+    """Skip a test that cannot run here, but fail it in CI (``CI=true``), where it must run."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", params=list(FRONTENDS))
+def frontend_server(request, tmp_path_factory):
+    """``(frontend version, server)``: a ComfyUI server serving each tested graph-editor frontend.
+
+    The pinned frontend is the session's ``comfy_server``; the newest runs in a second server
+    (``--front-end-root``), one per test module (a session-scoped parametrised fixture would make
+    pytest import the repository's own ``__init__.py`` as a package). Browser tests take this
+    fixture to run once per frontend.
+    """
+    from comfy_harness import PINNED_FRONTEND, TEST_PACK, ComfyServer
+
+    version = request.param
+    if version == PINNED_FRONTEND:
+        yield version, request.getfixturevalue("comfy_server")
+        return
+    static = FRONTENDS[version]
+    if not (static / "index.html").is_file():
+        fail_or_skip(f"frontend {version} is not installed at {static} (tests/setup_env.sh installs it)")
+    server = ComfyServer(request.config.getoption("--comfyui"), tmp_path_factory.mktemp(f"comfy-fe-{version}"),
+                         extra_packs=(TEST_PACK,), front_end_root=static)
+    server.start()
+    yield version, server
     server.stop()
