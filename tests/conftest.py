@@ -39,6 +39,38 @@ _import_this_checkout()
 from comfy_harness import FRONTENDS  # noqa: E402  (tests/ is on sys.path from here)
 
 
+def _tracked_files() -> dict[str, tuple[int, int]] | None:
+    """``path -> (size, mtime_ns)`` of every file git tracks here; None outside a git checkout."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    stats = {}
+    for name in filter(None, listed.decode().split("\0")):
+        path = os.path.join(REPO, name)
+        if os.path.isfile(path):
+            status = os.stat(path)
+            stats[name] = (status.st_size, status.st_mtime_ns)
+    return stats
+
+
+def pytest_sessionstart(session):
+    session.config._t2c_tracked = _tracked_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests never rewrite files of the repository (thumbnails, workflows: generators do that on request)."""
+    before, after = session.config._t2c_tracked, _tracked_files()
+    if before is None or after is None:
+        return
+    changed = sorted(name for name in before.keys() & after.keys() if before[name] != after[name])
+    if changed:
+        print(f"\nERROR: the test run rewrote tracked files: {', '.join(changed)}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     torch.set_num_threads(1)
