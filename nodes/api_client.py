@@ -15,6 +15,7 @@ The endpoints and messages used (ComfyUI 0.3.75 ``server.py`` / ``execution.py``
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -24,15 +25,22 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
 from ..kernels.errors import InputError
+from .stages.files import atomic_write
 from .workflow_format import is_ui_workflow, ui_to_api, unsupported_nodes
 
 # Node classes whose image input names a file in ComfyUI's input folder.
 IMAGE_LOADERS = {"LoadImage": "image", "LoadImageMask": "image", "LoadImageOutput": "image"}
 TERMINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+# Where each kind of server output goes under --out; any other ``type`` is refused.
+OUTPUT_TYPES = {"output": "", "temp": "previews"}
 
 
 class PromptError(Exception):
     """The server refused the prompt or failed to run it; the message is ComfyUI's own."""
+
+
+class QueueInterrupted(KeyboardInterrupt):
+    """Ctrl-C while queueing or waiting; the message says what happened to the prompt on the server."""
 
 
 @dataclass
@@ -78,6 +86,16 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def parse_override(text: str) -> Override:
@@ -145,6 +163,11 @@ def apply_overrides(prompt: dict, overrides: list[Override], object_info: Option
             kind = declared[override.input][0]
             if kind == "STRING" or isinstance(kind, list):
                 value = override.raw
+        if not _finite(value):  # JSON has no NaN or Infinity: the prompt could not be sent
+            raise InputError(
+                "--set", f"{override.node}.{override.input}={override.raw} is not a finite number; "
+                "give a number such as 0.5"
+            )
         inputs[override.input] = value
     return prompt
 
@@ -193,37 +216,80 @@ def to_api_prompt(workflow: dict, object_info: dict) -> dict:
     return ui_to_api(workflow, object_info)
 
 
-def upload_local_images(server: Server, prompt: dict, base_dirs: tuple[str, ...] = (".",)) -> list[str]:
-    """Upload pictures that image-loader nodes name by a local path; point the nodes at the uploads.
+@dataclass
+class Upload:
+    """A local picture to send to the server's input folder for one loader input."""
 
-    A value is a local path when it names an existing file (absolute, or relative to
-    one of ``base_dirs``); anything else is left as a name in the server's input folder.
-    Returns the local paths uploaded.
+    node_id: str
+    input: str
+    path: str
+
+
+def _local_file(value: str, base_dirs: tuple[str, ...]) -> Optional[str]:
+    value = os.path.expanduser(value)
+    candidates = [value] if os.path.isabs(value) else [os.path.join(d, value) for d in base_dirs]
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def _check_picture(path: str, where: str) -> None:
+    """Refuse anything Pillow cannot open as a picture (a key file, a token, a document)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            opened.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise InputError(
+            where, f"{path!r} is not a picture Pillow can open ({type(error).__name__}); only pictures "
+            "(PNG, JPEG, WebP, ...) are uploaded"
+        ) from error
+
+
+def plan_uploads(
+    prompt: dict, named: set[tuple[str, str]], base_dirs: tuple[str, ...] = (".",), include_workflow: bool = False
+) -> tuple[list[Upload], list[Upload]]:
+    """``(to upload, left alone)``: loader inputs whose value names an existing local file.
+
+    Only values the user named on the command line (``named``: ``(node id, input)``
+    pairs set by ``--set``) are uploaded, unless ``include_workflow`` also allows the
+    paths written in the workflow file (a shared workflow could name any private
+    file). Every file to upload must be a picture Pillow can open.
     """
-    uploaded = []
+    uploads, skipped = [], []
     for node_id, node in prompt.items():
         name = IMAGE_LOADERS.get(node.get("class_type", ""))
         value = node.get("inputs", {}).get(name) if name else None
-        if not isinstance(value, str):
-            continue
-        value = os.path.expanduser(value)
-        candidates = [value] if os.path.isabs(value) else [os.path.join(d, value) for d in base_dirs]
-        local = next((c for c in candidates if os.path.isfile(c)), None)
+        local = _local_file(value, base_dirs) if isinstance(value, str) else None
         if local is None:
             continue
-        with open(local, "rb") as handle:
+        upload = Upload(node_id, name, local)
+        if (node_id, name) not in named and not include_workflow:
+            skipped.append(upload)
+            continue
+        where = f"--set {node_id}.{name}" if (node_id, name) in named else f"workflow node {node_id}.{name}"
+        _check_picture(local, where)
+        uploads.append(upload)
+    return uploads, skipped
+
+
+def upload_pictures(server: Server, prompt: dict, uploads: list[Upload]) -> None:
+    """Send each planned picture to the server's input folder and point its node at the upload."""
+    for upload in uploads:
+        with open(upload.path, "rb") as handle:
             response = server.session.post(
                 server.url + "/upload/image",
-                files={"image": (os.path.basename(local), handle, "application/octet-stream")},
+                files={"image": (os.path.basename(upload.path), handle, "application/octet-stream")},
                 data={"type": "input"},
                 timeout=server.request_timeout,
             )
         if response.status_code != 200:
-            raise PromptError(f"uploading {local!r} for node {node_id} failed: HTTP {response.status_code} {response.text}")
+            raise PromptError(
+                f"uploading {upload.path!r} for node {upload.node_id} failed: HTTP {response.status_code} "
+                f"{response.text}"
+            )
         answer = response.json()
-        node["inputs"][name] = f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
-        uploaded.append(local)
-    return uploaded
+        name = answer["name"]
+        prompt[upload.node_id]["inputs"][upload.input] = f"{answer['subfolder']}/{name}" if answer.get("subfolder") else name
 
 
 def describe_refusal(body: Any, prompt: Optional[dict] = None) -> str:
@@ -285,19 +351,57 @@ def submit(server: Server, prompt: dict, client_id: str, extra_data: Optional[di
     return answer["prompt_id"]
 
 
-def cancel(server: Server, prompt_id: str) -> None:
-    """Remove a prompt from the queue, or stop it if it is running (only that prompt)."""
-    import requests
-
-    try:
-        server.session.post(server.url + "/queue", json={"delete": [prompt_id]}, timeout=server.request_timeout)
-        server.session.post(server.url + "/interrupt", json={"prompt_id": prompt_id}, timeout=server.request_timeout)
-    except requests.RequestException:
-        pass
+def _queued_ids(server: Server) -> set[str]:
+    """Ids of the prompts running or waiting on the server (``GET /queue``)."""
+    queue = server.get_json("/queue")
+    return {
+        str(item[1])
+        for key in ("queue_running", "queue_pending")
+        for item in queue.get(key, [])
+        if isinstance(item, (list, tuple)) and len(item) > 1
+    }
 
 
 def _history_entry(server: Server, prompt_id: str) -> Optional[dict]:
     return server.get_json(f"/history/{prompt_id}").get(prompt_id)
+
+
+def cancel(server: Server, prompt_id: str, settle_s: float = 3.0) -> str:
+    """Remove a prompt from the queue, or stop it if it is running (only that prompt).
+
+    Returns what really happened, checked on the server afterwards: removed,
+    interrupted, already finished, or still there (the requests may fail or the
+    node may not stop at once).
+    """
+    import requests
+
+    try:
+        deleted = server.session.post(server.url + "/queue", json={"delete": [prompt_id]}, timeout=server.request_timeout)
+        stopped = server.session.post(
+            server.url + "/interrupt", json={"prompt_id": prompt_id}, timeout=server.request_timeout
+        )
+    except requests.RequestException as error:
+        return f"could not reach the server to cancel prompt {prompt_id} ({error}); it may still run there"
+    acknowledged = deleted.status_code == 200 and stopped.status_code == 200
+    asked = "cancel sent and acknowledged" if acknowledged else (
+        f"cancel sent but not acknowledged (HTTP {deleted.status_code} / {stopped.status_code})"
+    )
+    deadline = time.monotonic() + settle_s
+    try:
+        while True:
+            entry = _history_entry(server, prompt_id)
+            if entry is not None:
+                status = entry.get("status", {}).get("status_str")
+                if status == "success":
+                    return f"prompt {prompt_id} had already finished on the server ({asked} too late)"
+                return f"prompt {prompt_id} was interrupted on the server ({asked})"
+            if prompt_id not in _queued_ids(server):
+                return f"prompt {prompt_id} was removed from the server's queue before it ran ({asked})"
+            if time.monotonic() > deadline:
+                return f"{asked}, but prompt {prompt_id} is still queued or running on the server"
+            time.sleep(0.2)
+    except (requests.RequestException, ValueError) as error:
+        return f"{asked} for prompt {prompt_id}, but could not check the outcome ({error})"
 
 
 class _Progress:
@@ -395,8 +499,8 @@ def wait_for(
             if deadline is not None and now > deadline:
                 raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:g} s")
             if finished or now >= next_check:
-                entry = _history_entry(server, prompt_id)
-                if entry is not None:  # ComfyUI writes the history entry once the prompt has ended
+                entry = _ended_entry(server, prompt_id)
+                if entry is not None:
                     return entry
                 next_check = now + (0.25 if finished else 5.0 if connection is not None else poll_interval)
             if connection is None or finished:
@@ -423,6 +527,25 @@ def wait_for(
                 finished = True
     finally:
         progress.close()
+
+
+def _ended_entry(server: Server, prompt_id: str) -> Optional[dict]:
+    """The history entry of an ended prompt; None while it waits or runs.
+
+    ComfyUI moves a prompt from the queue to the history under one lock, so a
+    prompt in neither (checked history, queue, history again) was deleted by
+    another client or lost in a server restart: waiting would never end.
+    """
+    entry = _history_entry(server, prompt_id)
+    if entry is not None or prompt_id in _queued_ids(server):
+        return entry
+    entry = _history_entry(server, prompt_id)
+    if entry is None:
+        raise PromptError(
+            f"prompt {prompt_id} left the server's queue without running to the end and has no history: "
+            "another client deleted it, or the server restarted"
+        )
+    return entry
 
 
 def _receive(connection) -> Optional[dict]:
@@ -453,34 +576,55 @@ def output_files(history_entry: dict) -> list[dict]:
     return files
 
 
-def _safe_join(root: str, *parts: str) -> str:
-    path = os.path.normpath(os.path.join(root, *[p for p in parts if p]))
-    if os.path.commonpath([os.path.abspath(root), os.path.abspath(path)]) != os.path.abspath(root):
-        raise PromptError(f"the server named an output outside the output folder: {os.path.join(*parts)!r}")
-    return path
+def _plain_parts(text: str, what: str) -> list[str]:
+    """The folder names of a relative path from the server, refusing anything that could leave a folder."""
+    if not isinstance(text, str) or "\x00" in text or "\\" in text or text.startswith("/") or ":" in text:
+        raise PromptError(f"the server named an output {what} {text!r}, which is not a plain relative path")
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if any(part == ".." for part in parts):
+        raise PromptError(f"the server named an output {what} {text!r}, which leads outside the output folder")
+    return parts
+
+
+def download_target(entry: dict, out_dir: str) -> str:
+    """Where one output file goes: inside ``out_dir`` (temp files in ``previews``), or :class:`PromptError`.
+
+    The server's ``type`` must be one of :data:`OUTPUT_TYPES`; ``subfolder`` and
+    ``filename`` must stay inside their folder even after symbolic links are followed.
+    """
+    kind = entry.get("type", "output")
+    if kind not in OUTPUT_TYPES:
+        raise PromptError(
+            f"the server named an output of type {kind!r} ({entry.get('filename')!r}); only "
+            f"{', '.join(OUTPUT_TYPES)} outputs are downloaded"
+        )
+    filename = _plain_parts(entry.get("filename", ""), "file name")
+    if len(filename) != 1:
+        raise PromptError(f"the server named an output file {entry.get('filename')!r}, which is not a plain file name")
+    root = os.path.realpath(os.path.join(out_dir, OUTPUT_TYPES[kind]))
+    target = os.path.join(root, *_plain_parts(entry.get("subfolder", ""), "subfolder"), filename[0])
+    out_root = os.path.realpath(out_dir)
+    if os.path.commonpath([out_root, os.path.realpath(target)]) != out_root:
+        raise PromptError(f"the server named an output outside the output folder: {target!r}")
+    return target
 
 
 def download_outputs(server: Server, history_entry: dict, out_dir: str) -> list[str]:
-    """Fetch every output file via ``/view``: outputs into ``out_dir``, previews into ``out_dir/previews``."""
+    """Fetch every output file via ``/view``: outputs into ``out_dir``, previews into ``out_dir/previews``.
+
+    Every entry is checked before anything is fetched, so a hostile entry writes nothing.
+    """
+    entries = output_files(history_entry)
+    targets = [download_target(entry, out_dir) for entry in entries]
     written = []
-    for entry in output_files(history_entry):
-        kind = entry.get("type", "output")
-        root = out_dir if kind == "output" else os.path.join(out_dir, "previews" if kind == "temp" else kind)
-        target = _safe_join(root, entry.get("subfolder", ""), entry["filename"])
-        params = {"filename": entry["filename"], "subfolder": entry.get("subfolder", ""), "type": kind}
+    for entry, target in zip(entries, targets):
+        params = {"filename": entry["filename"], "subfolder": entry.get("subfolder", ""), "type": entry.get("type", "output")}
         response = server.session.get(server.url + "/view", params=params, timeout=server.request_timeout, stream=True)
         response.raise_for_status()
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        partial = target + ".partial"
-        try:
+        with atomic_write(target) as partial:
             with open(partial, "wb") as handle:
                 for chunk in response.iter_content(1 << 20):
                     handle.write(chunk)
-            os.replace(partial, target)
-        except BaseException:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise
         written.append(target)
     return written
 
@@ -493,11 +637,16 @@ def queue_workflow(
     timeout: Optional[float] = None,
     show_progress: bool = True,
     log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+    upload_workflow_images: bool = False,
 ) -> QueueResult:
     """Queue a workflow file on a server, wait for it, download its outputs.
 
+    Only pictures named by ``--set`` are uploaded (and those named inside the
+    workflow with ``upload_workflow_images``); each is listed before it is sent.
+
     Raises :class:`InputError` for bad arguments, :class:`PromptError` with
     ComfyUI's message when the server refuses or fails the prompt,
+    :class:`QueueInterrupted` on Ctrl-C (saying what happened on the server),
     ``TimeoutError`` and ``requests`` errors otherwise.
     """
     workflow = load_workflow(workflow_path)
@@ -506,25 +655,39 @@ def queue_workflow(
     object_info = server.get_json("/object_info")
     prompt = to_api_prompt(workflow, object_info)
     apply_overrides(prompt, parsed, object_info)
+    named = {(resolve_node(prompt, o.node), o.input) for o in parsed}
     base_dirs = (".", os.path.dirname(os.path.abspath(workflow_path)))
-    for path in upload_local_images(server, prompt, base_dirs):
-        log(f"uploaded {path}")
+    uploads, skipped = plan_uploads(prompt, named, base_dirs, upload_workflow_images)
+    for upload in skipped:
+        log(
+            f"not uploading {upload.path} (named in the workflow, node {upload.node_id}); pass "
+            f"--set {upload.node_id}.{upload.input}=PATH or --upload-workflow-images to send it"
+        )
+    for upload in uploads:
+        log(f"will upload {upload.path} for node {upload.node_id} ({upload.input})")
+    try:
+        upload_pictures(server, prompt, uploads)
+    except KeyboardInterrupt:
+        raise QueueInterrupted("interrupted while uploading pictures; nothing was queued") from None
+    for upload in uploads:
+        log(f"uploaded {upload.path}")
     extra = None
     if is_ui_workflow(workflow) and not parsed:
         extra = {"extra_pnginfo": {"workflow": workflow}}  # saved into PNG outputs, as the editor does
     client_id = uuid.uuid4().hex
     connection = _connect_websocket(server, client_id)
     try:
-        prompt_id = submit(server, prompt, client_id, extra)
+        try:
+            prompt_id = submit(server, prompt, client_id, extra)
+        except KeyboardInterrupt:
+            raise QueueInterrupted("interrupted while queueing; the server may or may not have queued the prompt") from None
         log(f"queued prompt {prompt_id} on {server.url}")
         try:
             entry = wait_for(server, prompt_id, prompt, connection, timeout, show_progress)
         except KeyboardInterrupt:
-            cancel(server, prompt_id)
-            raise
+            raise QueueInterrupted(cancel(server, prompt_id)) from None
         except TimeoutError as error:
-            cancel(server, prompt_id)
-            raise TimeoutError(f"{error}; cancelled it on the server") from error
+            raise TimeoutError(f"{error}; {cancel(server, prompt_id)}") from error
     finally:
         if connection is not None:
             connection.close()
