@@ -470,12 +470,24 @@ def _load(what: str, backend: str, folder: str, loader):
         return loader()
     except InputError:
         raise
-    except Exception as error:  # noqa: BLE001 - any failure of a third-party loader means a bad folder
-        raise InputError(
-            "model",
-            f"cannot load the {what} of the {backend} model in {folder}: {type(error).__name__}: {error}. "
-            f"The file is probably incomplete or corrupted: download {WEIGHTS_SOURCES[backend]} again",
-        ) from error
+    except Exception as error:  # noqa: BLE001 - a third-party loader: reported by its cause below
+        raise InputError("model", f"cannot load the {what} of the {backend} model in {folder}: {_load_failure(error, backend)}") from error
+
+
+def _load_failure(error: Exception, backend: str) -> str:
+    """Why a loader failed, and what to do: out of memory, a missing library, or a damaged download."""
+    text = f"{type(error).__name__}: {str(error).strip()[:400]}"
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(error).lower():
+        return f"out of memory ({text}). Close other models (ComfyUI's 'Unload models') or use a smaller model"
+    if isinstance(error, ImportError):
+        missing = getattr(error, "name", None) or str(error)
+        return (
+            f"a library it needs is missing ({text}). Install {missing!r} into ComfyUI's Python "
+            "(pip install ...), or update transformers"
+        )
+    if isinstance(error, PermissionError):
+        return f"a file cannot be read ({text}); check its permissions"
+    return f"{text}. The file is probably incomplete or corrupted: download {WEIGHTS_SOURCES[backend]} again"
 
 
 def _load_part(what: str, loader_class, folder: str, backend: str, **overrides):
@@ -491,18 +503,15 @@ def _load_weights(model_class, folder: str, backend: str):
         lambda: model_class.from_pretrained(folder, local_files_only=True, output_loading_info=True),
     )
     missing = [k for k in info.get("missing_keys", ()) if not k.startswith("criterion.")]
-    total = max(1, len(model.state_dict()))
-    if len(missing) > 0.1 * total:
+    if missing:
+        total = max(1, len(model.state_dict()))
+        shown = ", ".join(missing[:5]) + (f" ... and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise InputError(
             "model",
-            f"the weights in {folder} do not fit its config.json: {len(missing)} of {total} tensors are missing "
-            f"(e.g. {missing[0]}). The folder mixes files of different models: "
-            f"download {WEIGHTS_SOURCES[backend]} again",
-        )
-    if missing:
-        log.warning(
-            "ODISESegment: %d tensors missing from %s (e.g. %s); they keep random values",
-            len(missing), folder, missing[0],
+            f"the weights in {folder} do not fit its config.json: they lack {len(missing)} of its {total} tensors "
+            f"({shown}), which would be left random. "
+            f"The folder mixes files of different models or the download is "
+            f"incomplete: download {WEIGHTS_SOURCES[backend]} again",
         )
     return model.eval()
 
