@@ -129,4 +129,6 @@ def managed_model(module: nn.Module, on_unload: Optional[Callable[[], None]] = N
             patcher.add_callback(CallbacksMP.ON_DETACH, lambda _patcher, _unpatch_all: on_unload())
         module._t2c_patcher = patcher  # one patcher per module: ComfyUI tracks it by identity
     comfy.model_management.load_models_gpu([patcher], force_full_load=True)  # plain modules: all or nothing
+    # ComfyUI moves the modules that hold parameters; buffers of parameter-free modules follow here
+    patcher.model.to(patcher.load_device)
     yield patcher.load_device
