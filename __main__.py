@@ -77,7 +77,7 @@ def queue(args: argparse.Namespace) -> int:
     """Queue a workflow on a running ComfyUI server, follow it, download its outputs."""
     import requests
 
-    from .nodes.api_client import PromptError, queue_workflow
+    from .nodes.api_client import PromptError, QueueInterrupted, queue_workflow
 
     try:
         result = queue_workflow(
@@ -98,8 +98,11 @@ def queue(args: argparse.Namespace) -> int:
     except requests.RequestException as error:
         print(f"error: cannot talk to ComfyUI at {args.server}: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as error:
-        print(f"interrupted: {error or 'before the prompt was queued; nothing runs on the server'}", file=sys.stderr)
+    except QueueInterrupted as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted before anything was queued; nothing runs on the server", file=sys.stderr)
         return 130
     for path in result.files:
         print(path)

@@ -531,7 +531,7 @@ def queue_workflow(
         try:
             entry = wait_for(server, prompt_id, prompt, connection, timeout, show_progress)
         except KeyboardInterrupt:
-            raise QueueInterrupted(cancel(server, prompt_id)) from None
+            raise QueueInterrupted(_cancel_after_ctrl_c(server, prompt_id)) from None
         except TimeoutError as error:
             raise TimeoutError(f"{error}; {cancel(server, prompt_id)}") from error
     finally:
@@ -541,5 +541,18 @@ def queue_workflow(
         raise PromptError(describe_failure(entry))
     result = QueueResult(prompt_id, entry)
     if out_dir is not None:
-        result.files = download_outputs(server, entry, out_dir)
+        try:
+            result.files = download_outputs(server, entry, out_dir)
+        except KeyboardInterrupt:
+            raise QueueInterrupted(
+                f"interrupted while downloading; prompt {prompt_id} had finished on the server. Files already "
+                "downloaded are complete; the one being fetched was discarded"
+            ) from None
     return result
+
+
+def _cancel_after_ctrl_c(server: Server, prompt_id: str) -> str:
+    try:
+        return cancel(server, prompt_id)
+    except KeyboardInterrupt:
+        return f"a second Ctrl-C stopped the cancel request: prompt {prompt_id} may still run on the server"

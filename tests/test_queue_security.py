@@ -205,3 +205,25 @@ def test_ctrl_c_with_the_server_gone_says_the_prompt_may_still_run(stub, tmp_pat
     err = capsys.readouterr().err
     assert code == 130
     assert "could not reach the server to cancel" in err and "it may still run there" in err
+
+
+def test_ctrl_c_while_downloading_discards_the_partial_file(stub, tmp_path, monkeypatch, capsys):
+    import requests
+
+    real_iter_content = requests.models.Response.iter_content
+
+    def chunks_then_ctrl_c(self, chunk_size=1, decode_unicode=False):
+        if "/view" not in self.url:
+            yield from real_iter_content(self, chunk_size, decode_unicode)
+            return
+        yield b"half a vid"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(requests.models.Response, "iter_content", chunks_then_ctrl_c)
+    stub.succeed_with(output("v.mp4"))
+    out = tmp_path / "out"
+    code = main(["queue", write_workflow(tmp_path, "lake.png"), "--server", stub.url, "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert f"interrupted while downloading; prompt {PROMPT_ID} had finished on the server" in err
+    assert [p for p in out.rglob("*") if p.is_file()] == []
