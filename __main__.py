@@ -112,7 +112,10 @@ def queue(args: argparse.Namespace) -> int:
 def convert_checkpoint_command(args: argparse.Namespace) -> int:
     from .nodes.stages.networks import convert_checkpoint
 
-    kind, count = convert_checkpoint(args.source, args.target)
+    try:
+        kind, count = convert_checkpoint(args.source, args.target)
+    except OSError as error:  # reading IN is checked inside; this is writing OUT (full disk, no permission)
+        raise InputError("OUT", f"cannot write {args.target!r}: {error.strerror or error}; nothing was written") from error
     print(f"{args.target}: {count} tensors of the {kind} network", file=sys.stderr)
     return 0
 
