@@ -198,3 +198,12 @@ def test_gif_over_50_fps_is_refused_before_writing(comfy_output, frames):
         LoopVideoWriter().write(frames, 120.0, "gif", "t2c/loop", 0, 1, 90)
     assert error.value.input_name == "fps"
     assert list(comfy_output.rglob("*")) == []
+
+
+def test_webp_of_identical_frames_still_carries_the_workflow(tmp_path):
+    """libwebp writes a simple (still) WebP when all frames are equal; it gets a VP8X header for the EXIF."""
+    path = write_loop(torch.full((4, 32, 48, 3), 0.25), str(tmp_path / "still"), format="webp", metadata=METADATA)
+    with Image.open(path) as webp:
+        assert webp.size == (48, 32)
+        assert webp.getexif()[0x010F] == "workflow:" + json.dumps(WORKFLOW)
+        assert abs(int(webp.convert("RGB").getpixel((5, 5))[0]) - 64) <= 2

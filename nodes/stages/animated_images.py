@@ -57,26 +57,36 @@ def webp_exif(metadata: Optional[Mapping[str, Any]]) -> bytes:
     return exif.tobytes() if len(exif) else b""
 
 
-def append_webp_exif(path: str, exif: bytes) -> None:
-    """Add an EXIF chunk to a finished extended-format (VP8X) WebP file, in place.
+def append_webp_exif(path: str, exif: bytes, width: int, height: int) -> None:
+    """Add an EXIF chunk to a finished WebP file of ``width`` x ``height``.
 
     RIFF layout per Google's "WebP Container Specification": the chunk goes at
-    the end, the VP8X flags byte gets its EXIF bit (0x08), the RIFF size grows.
+    the end and the VP8X header's flags get the EXIF bit (0x08). The encoder
+    writes a simple (VP8/VP8L) file when every frame is the same; that one is
+    given a VP8X header first.
     """
     if not exif:
         return
+    chunk = b"EXIF" + struct.pack("<I", len(exif)) + exif + (b"\0" if len(exif) % 2 else b"")
     with open(path, "r+b") as file:
         head = file.read(21)
-        if head[:4] != b"RIFF" or head[8:16] != b"WEBPVP8X":
-            raise ValueError(f"{path} is not an extended-format WebP file")
-        chunk = b"EXIF" + struct.pack("<I", len(exif)) + exif + (b"\0" if len(exif) % 2 else b"")
-        file.seek(0, io.SEEK_END)
-        file.write(chunk)
-        riff_size = file.tell() - 8
-        file.seek(4)
-        file.write(struct.pack("<I", riff_size))
-        file.seek(20)
-        file.write(bytes([head[20] | 0x08]))
+        if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+            raise ValueError(f"{path} is not a WebP file")
+        if head[12:16] == b"VP8X":  # animated: patch in place, however long the file
+            file.seek(0, io.SEEK_END)
+            file.write(chunk)
+            riff_size = file.tell() - 8
+            file.seek(4)
+            file.write(struct.pack("<I", riff_size))
+            file.seek(20)
+            file.write(bytes([head[20] | 0x08]))
+            return
+        file.seek(12)
+        image = file.read()  # one still frame
+        size = struct.pack("<I", width - 1)[:3] + struct.pack("<I", height - 1)[:3]
+        body = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + size + image + chunk
+        file.seek(0)
+        file.write(b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body)
 
 
 # ---------------------------------------------------------------- GIF

@@ -220,7 +220,8 @@ def _write_av(path: str, fmt: VideoFormat, frames: Iterator[np.ndarray], setting
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode())
     if fmt.container == "webp":
-        animated_images.append_webp_exif(path, animated_images.webp_exif(settings.metadata))
+        exif = animated_images.webp_exif(settings.metadata)
+        animated_images.append_webp_exif(path, exif, frame.shape[1], frame.shape[0])
 
 
 def _write_gif(file: BinaryIO, frames: Iterator[np.ndarray], settings: EncodeSettings) -> None:
