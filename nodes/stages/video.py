@@ -209,11 +209,10 @@ def _write_av(path: str, fmt: VideoFormat, frames: Iterator[np.ndarray], setting
         even = fmt.pix_fmt == "yuv420p"
         for index, frame in enumerate(frames):
             if index == 0:
-                stream.height, stream.width = (frame.shape[0] + 1) // 2 * 2, (frame.shape[1] + 1) // 2 * 2
-                if even and (stream.height, stream.width) != frame.shape[:2]:
-                    log.info("text2cinemagraph: padding %dx%d frames to even sizes for yuv420p", *frame.shape[1::-1])
-                if not even:
-                    stream.height, stream.width = frame.shape[:2]
+                height, width = frame.shape[:2]
+                if even and (height % 2 or width % 2):
+                    log.info("text2cinemagraph: padding %dx%d frames to even sizes for yuv420p", width, height)
+                stream.height, stream.width = (height + height % 2, width + width % 2) if even else (height, width)
             video_frame = av.VideoFrame.from_ndarray(_even(frame) if even else frame, format="rgb24")
             if fmt.container == "webp":
                 video_frame.pts, video_frame.time_base = round(1000 * index / settings.fps), stream.time_base
@@ -278,7 +277,10 @@ def remove_stale_partials(folder: str) -> list[str]:
             continue
         path = os.path.join(folder, name)
         try:
-            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
         except OSError as error:
             log.warning("text2cinemagraph: cannot remove stale partial file %s: %s", path, error)
             continue
