@@ -278,3 +278,16 @@ def test_a_killed_writer_leaves_a_partial_that_the_next_write_removes(tmp_path):
     assert [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
     write_loop(torch.rand(2, 32, 32, 3), str(tmp_path / "next"), format="gif")
     assert os.listdir(tmp_path) == ["next.gif"]
+
+
+@pytest.mark.parametrize("fmt", ["apng", "gif", "png-sequence"])
+def test_a_batch_is_never_copied_whole(tmp_path, fmt):
+    """Frame by frame: the writer adds less than half of one uint8 copy of the batch (its own state is bounded)."""
+    from peak_memory import peak_rss
+
+    batch = torch.rand(96, 384, 384, 3)
+    write_loop(batch[:2], str(tmp_path / "warm-up"), format=fmt)  # imports and encoder set-up
+    with peak_rss() as memory:
+        write_loop(batch, str(tmp_path / "clip"), format=fmt)
+    uint8_copy = batch.numel()
+    assert memory.added < uint8_copy / 2, f"{memory.added / 2**20:.1f} MiB added"
