@@ -132,7 +132,7 @@ def _repeat_cycles(frames: Frames, chunks: Iterator[Tensor], size, cycles: int, 
     with open(spool, "w+b") as file:
         count = 0
         for frame in _uint8_frames(chunks, size):
-            file.write(frame.tobytes())
+            file.write(frame.data)
             count += 1
             yield frame
         shape = (size[0], size[1], 3)
@@ -254,8 +254,16 @@ def _encode(temporary: str, fmt: VideoFormat, frames: Iterator[np.ndarray], sett
 
 def _process_alive(pid: int) -> bool:
     try:
-        import psutil
-    except ImportError:  # psutil is a ComfyUI requirement; without it, assume alive (keep the file)
+        import psutil  # a ComfyUI requirement
+    except ImportError:
+        if os.name != "posix":
+            return True  # cannot tell safely (os.kill would end the process on Windows): keep the file
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True  # exists, owned by someone else
         return True
     return psutil.pid_exists(pid)
 
