@@ -242,11 +242,12 @@ def test_stale_partial_files_of_dead_writers_are_removed(tmp_path, loop):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale_file = tmp_path / f".clip.mp4.t2c-{dead_pid}-abcd1234.partial"
-    stale_folder = tmp_path / f".seq.t2c-{dead_pid}-efgh5678.partial"
-    alive = tmp_path / f".other.mp4.t2c-{os.getpid()}-ijkl9012.partial"
-    foreign = tmp_path / f".notes.txt.{dead_pid}.partial"
-    for path in (stale_file, alive, foreign):
+    stale_file = tmp_path / f".clip.mp4.{dead_pid}.partial"
+    stale_folder = tmp_path / f".seq.{dead_pid}.partial"  # a png sequence's
+    stale_spool = tmp_path / f".clip.mp4.frames.{dead_pid}.partial"
+    alive = tmp_path / f".other.mp4.{os.getpid()}.partial"
+    foreign = tmp_path / "notes.partial"  # not a name the pack makes
+    for path in (stale_file, stale_spool, alive, foreign):
         path.write_bytes(b"x")
     stale_folder.mkdir()
     (stale_folder / "frame_00000.png").write_bytes(b"x")
