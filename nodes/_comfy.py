@@ -180,3 +180,15 @@ def managed_model(module: nn.Module, on_unload: Optional[Callable[[], None]] = N
     # ComfyUI moves the modules that hold parameters; buffers of parameter-free modules follow here
     patcher.model.to(patcher.load_device)
     yield patcher.load_device
+
+
+# ---------------------------------------------------------------- metadata (LoopVideoWriter)
+
+
+def metadata_disabled() -> bool:
+    """True when ComfyUI runs with ``--disable-metadata`` (outputs carry no prompt or workflow)."""
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return False
+    return bool(getattr(args, "disable_metadata", False))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -27,6 +28,12 @@ def partial_path(target: str) -> str:
 def _process_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True  # ours: possibly another thread's write in progress
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
+        try:
+            import psutil  # a ComfyUI requirement
+        except ImportError:
+            return True  # cannot tell: leave it
+        return psutil.pid_exists(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -37,7 +44,7 @@ def _process_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(folder: str) -> list[str]:
-    """Delete the partial files in ``folder`` left by processes that no longer run; returns them."""
+    """Delete the partial files (or folders) in ``folder`` left by processes that no longer run; returns them."""
     removed = []
     try:
         names = os.listdir(folder)
@@ -49,11 +56,18 @@ def remove_stale_partials(folder: str) -> list[str]:
             continue
         path = os.path.join(folder, name)
         try:
-            os.remove(path)
+            _remove(path)
             removed.append(path)
         except OSError:
             pass
     return removed
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def _flush_to_disk(path: str) -> None:
@@ -67,7 +81,8 @@ def atomic_write(target: str) -> Iterator[str]:
 
     The folder is created if needed, stale partial files in it are removed first,
     and on any exception (Ctrl-C included) the temporary file is deleted and
-    ``target`` is left as it was.
+    ``target`` is left as it was. The caller may make the temporary path a folder
+    (a png sequence); it is then renamed whole.
     """
     folder = os.path.dirname(os.path.abspath(target))
     os.makedirs(folder, exist_ok=True)
@@ -75,9 +90,10 @@ def atomic_write(target: str) -> Iterator[str]:
     temporary = partial_path(target)
     try:
         yield temporary
-        _flush_to_disk(temporary)
+        if os.path.isfile(temporary):
+            _flush_to_disk(temporary)
         os.replace(temporary, target)
     except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        if os.path.lexists(temporary):
+            _remove(temporary)
         raise
