@@ -105,14 +105,12 @@ def fail_or_skip(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module", params=list(FRONTENDS))
+@pytest.fixture(scope="session", params=list(FRONTENDS))
 def frontend_server(request, tmp_path_factory):
     """``(frontend version, server)``: a ComfyUI server serving each tested graph-editor frontend.
 
     The pinned frontend is the session's ``comfy_server``; the newest runs in a second server
-    (``--front-end-root``), one per test module (a session-scoped parametrised fixture would make
-    pytest import the repository's own ``__init__.py`` as a package). Browser tests take this
-    fixture to run once per frontend.
+    (``--front-end-root``). Browser tests take this fixture (or ``editor``) to run once per frontend.
     """
     from comfy_harness import PINNED_FRONTEND, TEST_PACK, ComfyServer
 
@@ -128,3 +126,29 @@ def frontend_server(request, tmp_path_factory):
     server.start()
     yield version, server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (one for the session: playwright's sync API allows one at a time)."""
+    import editor_harness
+
+    missing = editor_harness.browser_missing()
+    if missing:
+        fail_or_skip(missing)
+    with editor_harness.chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def editor(browser, frontend_server):
+    """``(frontend version, server, page)``: ComfyUI's graph editor in a fresh page (no dialog outlives
+    its test), once per tested frontend. For any browser test."""
+    import editor_harness
+
+    version, server = frontend_server
+    page = editor_harness.open_editor(browser, server)
+    try:
+        yield version, server, page
+    finally:
+        page.close()

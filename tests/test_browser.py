@@ -1,5 +1,5 @@
 """The bundled workflows in ComfyUI's real graph editor, in headless Chromium, once per tested frontend
-(``conftest.frontend_server``: the frontend ComfyUI 0.3.75 pins and the newest one).
+(``conftest.editor``: the frontend ComfyUI 0.3.75 pins and the newest one).
 
 Each UI-format workflow is loaded with ``app.loadGraphData``: it must raise nothing, show no
 dialog or warning (missing nodes, models or media), register every node type and flag no node;
@@ -18,30 +18,10 @@ import pytest
 
 import editor_harness as editor_page
 from comfy_harness import PINNED_FRONTEND, shrink_for_cpu
-from conftest import REPO, fail_or_skip
+from conftest import REPO
 
 WORKFLOWS = Path(REPO, "workflows")
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
-
-
-@pytest.fixture(scope="session")
-def browser():
-    missing = editor_page.browser_missing()
-    if missing:
-        fail_or_skip(missing)
-    with editor_page.chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def editor(browser, frontend_server):
-    """``(frontend version, server, page)``: a fresh editor page, so no dialog outlives its test."""
-    version, server = frontend_server
-    page = editor_page.open_editor(browser, server)
-    try:
-        yield version, server, page
-    finally:
-        page.close()
 
 
 def prompt_differences(editor: dict, shipped: dict) -> list[str]:

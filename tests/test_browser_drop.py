@@ -6,9 +6,8 @@ by the server (so the prompt and workflow reach the node through its hidden
 fetched from ``/view`` into the page, wrapped in a File with the type a
 browser gives a dropped file, and opened with ``app.handleFile`` (what a
 drop does). Every format the frontend reads is covered; gif is not readable
-by it. The ``editor`` fixture comes from tests/test_browser.py, so this test
-runs against every frontend it is parametrised with (``conftest.frontend_server``),
-each served by its own ComfyUI server.
+by it. The ``editor`` fixture (conftest.py) runs it against every tested
+frontend, each served by its own ComfyUI server.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import pytest
 
 from editor_harness import load
-from test_browser import browser, editor  # noqa: F401  (the shared browser fixtures)
 
 # format -> the MIME type a browser gives the dropped file (the frontend picks its parser by it)
 READABLE_FORMATS = {
@@ -55,7 +53,7 @@ DROP = """async ([url, name, type]) => {
 
 
 @pytest.mark.parametrize("fmt", list(READABLE_FORMATS))
-def test_dropped_output_restores_its_graph(editor, fmt):  # noqa: F811
+def test_dropped_output_restores_its_graph(editor, fmt):
     _, server, page = editor
     load(page, {"last_node_id": 0, "last_link_id": 0, "nodes": [], "links": [], "version": 0.4})
     prompt, workflow, writer_id = page.evaluate(BUILD_GRAPH, [fmt, f"t2c_drop/{fmt}"])
@@ -78,7 +76,7 @@ def test_dropped_output_restores_its_graph(editor, fmt):  # noqa: F811
     assert (source["widgets"]["width"], source["widgets"]["height"], source["widgets"]["batch_size"]) == (48, 32, 4)
 
 
-def test_a_file_without_workflow_restores_nothing(editor):  # noqa: F811
+def test_a_file_without_workflow_restores_nothing(editor):
     """The check above can fail: a file without metadata restores no graph (newer frontends add a loader node)."""
     import os
 
