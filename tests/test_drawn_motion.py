@@ -1,0 +1,131 @@
+"""Motion drawn as arrows and anchors: parsing, the dense field, rendered loops, bad drawings."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from motion_measure import angle_of, mean_motion, smooth_texture
+from text2cinemagraph.kernels import InputError, euler_integrate
+from text2cinemagraph.nodes.stages.drawn_motion import anchor_disks, drawn_flow, parse_drawing
+from text2cinemagraph.nodes.stages.frames import render_pixel_frames
+
+SIZE = 128
+TOP_ARROW = {"x0": 20, "y0": 40, "x1": 100, "y1": 20}  # rightwards, a little upwards (14 degrees)
+BOTTOM_ARROW = {"x0": 100, "y0": 90, "x1": 20, "y1": 110}  # leftwards, a little downwards (194 degrees)
+ANCHOR = {"x": 60, "y": 30, "radius": 6}
+
+
+def two_bands() -> torch.Tensor:
+    mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    mask[8:56, 6:122] = True
+    mask[72:120, 6:122] = True
+    return mask
+
+
+def drawing_json(arrows=(TOP_ARROW, BOTTOM_ARROW), anchors=(ANCHOR,), size=(SIZE, SIZE), **extra) -> str:
+    data = {"version": 1, "width": size[0], "height": size[1], "arrows": list(arrows), "anchors": list(anchors)}
+    data.update(extra)
+    return json.dumps(data)
+
+
+def shrink(region: torch.Tensor, radius: int) -> torch.Tensor:
+    return ~(F.max_pool2d((~region).float()[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0)
+
+
+def arrow_angle(arrow: dict) -> float:
+    return angle_of(arrow["x1"] - arrow["x0"], arrow["y1"] - arrow["y0"])
+
+
+def angle_gap(a: float, b: float) -> float:
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def test_two_regions_move_along_their_own_arrows_and_anchors_stay_bit_identical():
+    picture = smooth_texture(SIZE, SIZE, seed=11)
+    drawing = parse_drawing(drawing_json())
+    flow, moving = drawn_flow(drawing, two_bands(), speed=1.0)
+    video = render_pixel_frames(picture, euler_integrate(flow, 30))
+    held = anchor_disks(drawing.anchors, SIZE, SIZE)
+    far_from_anchor = ~anchor_disks(drawing.anchors, SIZE, SIZE, extra=20)
+    bands = two_bands()
+    for rows, arrow in ((slice(0, 64), TOP_ARROW), (slice(64, SIZE), BOTTOM_ARROW)):
+        region = shrink(bands, 10) & far_from_anchor
+        region[:rows.start] = False
+        region[rows.stop :] = False
+        dx, dy = mean_motion(video, region, range(3, 10))
+        assert angle_gap(angle_of(dx, dy), arrow_angle(arrow)) <= 10.0, (arrow, dx, dy)
+        assert math.hypot(dx, dy) > 0.3
+    assert held.sum() > 80
+    for frame in video:
+        assert torch.equal(frame[held], picture[held])
+    assert not moving[held].any() and moving.sum() > 0.5 * two_bands().sum()
+
+
+def test_field_is_zero_outside_the_mask_and_follows_the_arrow_inside():
+    flow, _ = drawn_flow(parse_drawing(drawing_json(anchors=())), two_bands(), speed=2.0)
+    assert torch.equal(flow[:, ~two_bands()], torch.zeros(2, int((~two_bands()).sum())))
+    top, bottom = flow[:, 32, 64], flow[:, 96, 64]
+    assert angle_gap(angle_of(*top.tolist()), arrow_angle(TOP_ARROW)) < 2.0
+    assert angle_gap(angle_of(*bottom.tolist()), arrow_angle(BOTTOM_ARROW)) < 2.0
+    assert float(flow.norm(dim=0).max()) <= 2.0 + 1e-5  # a convex combination never overshoots
+    edge, centre = flow.norm(dim=0)[8, 64], flow.norm(dim=0)[32, 64]
+    assert edge < 0.3 * centre  # tapering at the mask's edge
+
+
+def test_speed_follows_arrow_length():
+    short = dict(TOP_ARROW, x1=60, y1=30)  # half as long, same direction
+    flow, _ = drawn_flow(parse_drawing(drawing_json(arrows=(short, BOTTOM_ARROW), anchors=())), two_bands(), 1.0)
+    assert float(flow.norm(dim=0)[32, 60]) == pytest.approx(0.5, rel=0.1)
+    assert float(flow.norm(dim=0)[96, 60]) == pytest.approx(1.0, rel=0.1)
+
+
+def test_a_drawing_on_a_smaller_preview_is_scaled_to_the_picture():
+    half = {k: v / 2 for k, v in TOP_ARROW.items()}
+    drawing = parse_drawing(drawing_json(arrows=(half,), anchors=(), size=(SIZE // 2, SIZE // 2)))
+    scaled = drawing.scaled_to(SIZE, SIZE)
+    assert scaled.arrows[0].x1 == pytest.approx(TOP_ARROW["x1"]) and scaled.width == SIZE
+
+
+def test_painted_region_strokes_replace_a_mask():
+    stroke = {"points": [[10, 30], [118, 30]], "radius": 14}
+    drawing = parse_drawing(drawing_json(arrows=(TOP_ARROW,), anchors=(), regions=[stroke]))
+    flow, moving = drawn_flow(drawing, None, 1.0)
+    assert moving[30, 64] and not moving[60, 64] and not moving[5, 64]
+    assert flow[0, 30, 64] > 0.5
+
+
+def test_an_arrow_acts_only_on_its_own_part_of_the_region():
+    flow, _ = drawn_flow(parse_drawing(drawing_json(arrows=(TOP_ARROW,), anchors=())), two_bands(), 1.0)
+    assert flow[:, 64:].abs().max() == 0 and flow[0, 32, 64] > 0.5
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        (drawing_json(arrows=({"x0": 10, "y0": 10, "x1": 200, "y1": 10},)), "arrow 1's end at (200, 10) lies outside"),
+        (drawing_json(arrows=(TOP_ARROW, {"x0": 30, "y0": 30, "x1": 30, "y1": 30})), "arrow 2 has zero length"),
+        (drawing_json(arrows=()), "has 1 anchor(s) but no arrow"),
+        (drawing_json(arrows=({"x0": "a", "y0": 1, "x1": 2, "y1": 3},)), "arrow 1: x0 must be a finite number"),
+        (drawing_json(anchors=({"x": 5, "y": 5, "radius": 0},)), "anchor 1: radius must be > 0"),
+        (json.dumps({"version": 2, "width": 8, "height": 8, "arrows": []}), "this pack reads version 1"),
+    ],
+)
+def test_bad_drawings_name_the_widget(text, says):
+    with pytest.raises(InputError) as caught:
+        parse_drawing(text)
+    assert caught.value.input_name == "drawing" and says in str(caught.value)
+
+
+def test_drawings_that_cannot_move_anything_say_why():
+    with pytest.raises(InputError, match="drawing: no arrow touches the moving region"):
+        outside = {"x0": 10, "y0": 64, "x1": 120, "y1": 66}  # in the gap between the bands
+        drawn_flow(parse_drawing(drawing_json(arrows=(outside,), anchors=())), two_bands(), 1.0)
+    with pytest.raises(InputError, match="mask: nothing marks the moving region"):
+        drawn_flow(parse_drawing(drawing_json()), None, 1.0)
+    with pytest.raises(InputError, match="another aspect ratio"):
+        parse_drawing(drawing_json(size=(SIZE, SIZE + 20))).scaled_to(SIZE, SIZE)
