@@ -3,6 +3,7 @@
 from .cluster_mask import AttentionClusterMask
 from .examples import T2CExampleImage
 from .motion import EulerIntegrate, FlowPredictor, SymmetricSplatFrameGen
+from .motion_brush import MotionBrush
 from .prompts import TwinPromptBuilder
 from .segment import ODISESegment
 from .twin import AttentionInjectingSampler, DDIMInvert
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "DDIMInvert": DDIMInvert,
     "AttentionClusterMask": AttentionClusterMask,
     "FlowPredictor": FlowPredictor,
+    "MotionBrush": MotionBrush,
     "EulerIntegrate": EulerIntegrate,
     "SymmetricSplatFrameGen": SymmetricSplatFrameGen,
     "LoopVideoWriter": LoopVideoWriter,
@@ -27,6 +29,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DDIMInvert": "T2C DDIM Invert",
     "AttentionClusterMask": "T2C Attention Cluster Mask",
     "FlowPredictor": "T2C Flow Predictor",
+    "MotionBrush": "T2C Motion Brush (draw arrows)",
     "EulerIntegrate": "T2C Euler Integrate",
     "SymmetricSplatFrameGen": "T2C Symmetric Splat Frames",
     "LoopVideoWriter": "T2C Loop Video Writer",
@@ -38,6 +41,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
 SEARCH_ALIASES = {
     "TwinPromptBuilder": ["cinemagraph", "animate water", "text to cinemagraph"],
     "FlowPredictor": ["cinemagraph", "animate water", "motion", "optical flow"],
+    "MotionBrush": ["cinemagraph", "draw motion", "motion arrows", "anchor", "motion brush"],
     "EulerIntegrate": ["cinemagraph", "seamless loop"],
     "SymmetricSplatFrameGen": ["cinemagraph", "seamless loop", "loop video", "animate water"],
     "LoopVideoWriter": ["cinemagraph", "seamless loop", "loop video", "save video"],

@@ -129,3 +129,67 @@ def test_drawings_that_cannot_move_anything_say_why():
         drawn_flow(parse_drawing(drawing_json()), None, 1.0)
     with pytest.raises(InputError, match="another aspect ratio"):
         parse_drawing(drawing_json(size=(SIZE, SIZE + 20))).scaled_to(SIZE, SIZE)
+
+
+class HintRecorder(torch.nn.Module):
+    """Stands in for the direction network: records its input, predicts the hint's direction everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        from text2cinemagraph.nodes.stages.networks.hint_net import HintNetConfig
+
+        self.config = HintNetConfig()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x)
+        return torch.full_like(x[:, 4:6], 0.5 / 64)  # 0.5 px/frame right and down
+
+
+def test_learned_direction_gets_the_arrows_as_a_sparse_hint_of_the_trained_scale():
+    from text2cinemagraph.nodes.stages.drawn_motion import drawn_direction_flow
+    from text2cinemagraph.nodes.stages.networks.flow_net import FLOW_NORM
+
+    picture = smooth_texture(SIZE, SIZE, seed=12)
+    short = dict(TOP_ARROW, x1=60, y1=30)  # half the bottom arrow's length
+    drawing = parse_drawing(drawing_json(arrows=(short, BOTTOM_ARROW)))
+    network = HintRecorder()
+    flow, moving = drawn_direction_flow(network, picture, drawing, two_bands(), 1.0, 1.0)
+    hint = network.seen[0][0, 4:6] * FLOW_NORM  # network scale 512 x 512: 4x the drawing
+    marked = hint.norm(dim=0) > 0
+    assert 0 < marked.sum() < 0.01 * marked.numel()  # sparse: the arrows' shafts only
+    bottom = hint[:, 4 * 100, 4 * 60 : 4 * 60 + 4]  # on the longest arrow (y = 100 at x = 60)
+    assert bottom.norm(dim=0).max() == pytest.approx(1.0, abs=1e-5)  # 1 px/frame, the training scale
+    top = hint[:, marked].norm(dim=0)
+    assert top.min() == pytest.approx(0.5, abs=1e-5)  # the short arrow: half as strong
+    held = anchor_disks(drawing.anchors, SIZE, SIZE, extra=2)
+    assert flow[:, held].abs().max() == 0 and flow[:, ~two_bands()].abs().max() == 0
+    assert flow[0, 96, 64] == pytest.approx(0.5 * SIZE / 512)  # px/frame at 512, scaled to the picture
+
+
+def test_motion_brush_node_returns_flow_preview_with_arrows_mask_and_the_picture_for_the_widget(tmp_path):
+    from comfy_inprocess import import_comfy
+
+    import_comfy()
+    import folder_paths
+
+    from text2cinemagraph.nodes import MotionBrush
+
+    previous = folder_paths.get_temp_directory()
+    folder_paths.set_temp_directory(str(tmp_path))
+    try:
+        picture = smooth_texture(SIZE, SIZE, seed=13).unsqueeze(0)
+        half = {k: v / 2 for k, v in TOP_ARROW.items()}  # drawn on a 64x64 preview
+        drawing = drawing_json(arrows=(half,), anchors=(), size=(64, 64))
+        out = MotionBrush().predict(picture, drawing, "procedural", 1.0, mask=two_bands().float()[None])
+    finally:
+        folder_paths.set_temp_directory(previous)
+    flow, preview, mask = out["result"]
+    assert flow.shape == (2, SIZE, SIZE) and preview.shape == (1, SIZE, SIZE, 3) and mask.shape == (1, SIZE, SIZE)
+    assert preview[0, 40, 20].max() == 0  # the arrow's start, drawn in black
+    assert flow[0, 32, 64] > 0.5 and flow[:, 64:].abs().max() == 0
+    entry = out["ui"]["t2c_picture"][0]
+    assert entry["type"] == "temp" and (tmp_path / entry["subfolder"] / entry["filename"]).is_file()
+    with pytest.raises(InputError, match="^drawing: is not valid JSON"):
+        MotionBrush().predict(picture, "{", "procedural", 1.0, mask=two_bands().float()[None])

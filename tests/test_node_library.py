@@ -19,6 +19,7 @@ TUNING = {
     "AttentionInjectingSampler": {"attention_injection", "residual_injection", "negative_schedule"},
     "AttentionClusterMask": {"clusters", "overlap", "erosion"},
     "FlowPredictor": {"learned_clamp"},
+    "MotionBrush": {"learned_clamp"},
     "LoopVideoWriter": {"loop_count", "repeat_cycles", "quality"},
     "ODISESegment": {"threshold"},
 }

@@ -287,11 +287,12 @@ class DrawnFlowSettings:
     taper: FlowSettings = FlowSettings()
 
 
-def moving_region(drawing: Drawing, mask: Tensor | None, speed: float) -> tuple[Tensor, Tensor]:
+def moving_region(drawing: Drawing, mask: Tensor | None, max_speed: float) -> tuple[Tensor, Tensor]:
     """``(labels [H, W], moving [H, W] bool)`` for a drawing already scaled to the picture.
 
     ``labels`` numbers the connected parts of the painted region (mask plus
-    strokes); ``moving`` is that region minus the anchors and their guard rings.
+    strokes); ``moving`` is that region minus the anchors and their guard rings
+    for a flow of at most ``max_speed`` px/frame.
     """
     height, width = int(drawing.height), int(drawing.width)
     base = mask if mask is not None else torch.zeros(height, width, dtype=torch.bool)
@@ -303,7 +304,7 @@ def moving_region(drawing: Drawing, mask: Tensor | None, speed: float) -> tuple[
     if region.all():
         raise InputError("mask", "covers the whole picture: a cinemagraph needs a still part")
     labels, _ = label_parts(region)
-    moving = region & ~anchor_disks(drawing.anchors, height, width, anchor_guard(speed))
+    moving = region & ~anchor_disks(drawing.anchors, height, width, anchor_guard(max_speed))
     if not moving.any():
         raise InputError(WIDGET, "its anchors cover the whole moving region: nothing would move")
     return labels, moving
@@ -349,3 +350,78 @@ def drawn_flow(
 def check_speed(speed: float) -> None:
     if not (math.isfinite(speed) and 0.0 < speed <= MAX_SPEED):
         raise InputError("speed", f"must be in (0, {MAX_SPEED}] px/frame, got {speed}")
+
+
+# --- the direction network's sparse hint --------------------------------------------------------
+
+
+def drawn_hint(drawing: Drawing, labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[1, 2, h, w]`` sparse hint for the direction network from the arrows' shafts.
+
+    Each pixel an arrow crosses inside the painted region holds its direction
+    scaled by its length relative to the longest arrow, divided by
+    ``FLOW_NORM`` as the network was trained (the longest arrow is a 1 px/frame
+    hint, the convention of :func:`.networks.predict.direction_hint`); every
+    other pixel is zero, as in SLR-SFS's sparse training hints.
+    """
+    from .networks.flow_net import FLOW_NORM
+
+    net_h, net_w = size
+    height, width = labels.shape
+    sx, sy = net_w / width, net_h / height
+    points, velocities = arrow_samples(drawing.arrows, 0.5 / max(sx, sy), 1.0)
+    inside = _label_at(labels, points) > 0
+    cols = (points[inside, 0] * sx).floor().long().clamp(0, net_w - 1)
+    rows = (points[inside, 1] * sy).floor().long().clamp(0, net_h - 1)
+    hint = torch.zeros(1, 2, net_h, net_w)
+    hint[0, :, rows, cols] = (velocities[inside] / FLOW_NORM).float().T
+    return hint
+
+
+def drawn_direction_flow(network, picture: Tensor, drawing: Drawing, mask: Tensor | None, speed: float, clamp):
+    """``(flow [2, H, W] px/frame, moving [H, W] bool)`` from the hint network steered by the arrows.
+
+    ``picture`` is ``[H, W, C]`` in [0, 1] and ``drawing`` scaled to it; ``speed``
+    and ``clamp`` as for :func:`.networks.predict.learned_direction_flow`.
+    """
+    from .networks.predict import _check_options, network_inputs, network_output_to_flow, network_size
+
+    _check_options(speed, clamp)
+    labels, _ = moving_region(drawing, mask, 0.0)
+    size = network_size(*labels.shape, network.config.multiple)
+    rgb, net_mask = network_inputs(picture.cpu(), labels > 0, size)
+    hint = drawn_hint(drawing, labels, size)
+    if not hint.any():
+        raise InputError(WIDGET, "no arrow touches the moving region: draw the arrows on the water (the mask)")
+    device = next(network.parameters()).device
+    with torch.inference_mode():
+        output = network(torch.cat((rgb, net_mask, hint), 1).to(device))
+    flow = network_output_to_flow(output, labels > 0, speed, clamp, tuple(labels.shape))
+    # The guard ring depends on the largest speed, known only now.
+    _, moving = moving_region(drawing, mask, float(flow.norm(dim=0).max()))
+    return flow * moving, moving
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+
+def draw_arrows(rgb: Tensor, drawing: Drawing) -> Tensor:
+    """``[H, W, 3]``: ``rgb`` with the arrows (black, with heads) and anchors (rings) drawn on it."""
+    height, width = rgb.shape[:2]
+    xs, ys = _pixel_grid(height, width)
+    short = min(height, width)
+    thickness = max(0.75, short / 256)
+    ink = torch.zeros(height, width, dtype=torch.bool)
+    for arrow in drawing.arrows:
+        ink |= segment_distance(xs, ys, (arrow.x0, arrow.y0), (arrow.x1, arrow.y1)) <= thickness
+        head = min(0.35 * arrow.length, 0.05 * short)
+        back = math.atan2(arrow.y0 - arrow.y1, arrow.x0 - arrow.x1)
+        for turn in (-0.5, 0.5):
+            tip = (arrow.x1 + head * math.cos(back + turn), arrow.y1 + head * math.sin(back + turn))
+            ink |= segment_distance(xs, ys, (arrow.x1, arrow.y1), tip) <= thickness
+    for anchor in drawing.anchors:
+        ring = torch.hypot(xs - anchor.x, ys - anchor.y) - anchor.radius
+        ink |= ring.abs() <= thickness
+    out = rgb.clone()
+    out[ink] = 0.0
+    return out
