@@ -68,6 +68,11 @@ NOTES = {
         "Your own picture: replace the example node with LoadImage and paint the moving part in the mask editor.",
         "Direction and speed are set in T2C Flow Predictor; the loop is written to output/text2cinemagraph.",
     ),
+    "draw_motion": (
+        "No model needed: queue as is: the sky drifts right, the lake flows left, the red anchor stays still.",
+        "On T2C Motion Brush drag arrows along the motion; shift-click pins a point; Region paints what moves.",
+        "After a run the node shows the picture to draw on; Undo and Clear are on its toolbar.",
+    ),
 }
 NOTE_SIZE = [560, 110]
 
