@@ -1,8 +1,8 @@
 // The drawing canvas of MotionBrush: arrows, anchors and painted regions on the picture.
 // What is drawn lives, as JSON (schema version 1, see the README), in the node's ordinary
 // "drawing" STRING widget: the canvas only edits that text, so API users send the same thing.
-import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
+import { api } from "../../../scripts/api.js";
 
 const NODE = "MotionBrush";
 const PICTURE_KEY = "t2c_picture"; // the ui entry MotionBrush returns the picture in
@@ -44,6 +44,8 @@ class DrawingCanvas {
     this.canvas.addEventListener("pointermove", (e) => this.move(e));
     this.canvas.addEventListener("pointerup", (e) => this.up(e));
     this.element.append(this.canvas);
+    // the editor sizes and shows the element after creation (and on every node resize)
+    new ResizeObserver(() => this.redraw()).observe(this.canvas);
     this.redraw();
   }
 
@@ -143,8 +145,10 @@ class DrawingCanvas {
     const rect = this.canvas.getBoundingClientRect();
     const { scale, left, top } = this.frame();
     const { width, height } = this.drawing;
-    const x = (event.clientX - rect.left - left) / scale;
-    const y = (event.clientY - rect.top - top) / scale;
+    // the editor zooms DOM widgets with a CSS transform: the client rect is zoomed, clientWidth is not
+    const zoom = rect.width / (this.canvas.clientWidth || rect.width || 1);
+    const x = ((event.clientX - rect.left) / zoom - left) / scale;
+    const y = ((event.clientY - rect.top) / zoom - top) / scale;
     return [round(Math.min(Math.max(x, 0), width)), round(Math.min(Math.max(y, 0), height))];
   }
 
@@ -208,7 +212,7 @@ class DrawingCanvas {
     const { scale, left, top } = this.frame();
     ctx.translate(left, top);
     ctx.scale(scale, scale);
-    ctx.fillStyle = "#333";
+    ctx.fillStyle = "#1b1b1b";
     ctx.fillRect(0, 0, drawing.width, drawing.height);
     if (this.picture) ctx.drawImage(this.picture, 0, 0, drawing.width, drawing.height);
     else {
