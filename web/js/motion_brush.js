@@ -302,7 +302,7 @@ app.registerExtension({
           serialize: false,
           getValue: () => undefined,
           setValue: () => {},
-          getMinHeight: () => CANVAS_HEIGHT + 40,
+          getMinHeight: () => CANVAS_HEIGHT + 72, // the toolbar wraps to two rows on a narrow node
         });
         const original = widget.callback;
         widget.callback = (...args) => {
@@ -325,7 +325,11 @@ app.registerExtension({
     const configured = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function () {
       const result = configured?.apply(this, arguments);
-      this.t2cDrawing?.redraw();
+      if (this.t2cDrawing) {
+        // a saved size from before the canvas existed (or from the API converter) must still fit it
+        this.setSize?.([Math.max(this.size[0], 360), Math.max(this.size[1], this.computeSize()[1])]);
+        this.t2cDrawing.redraw();
+      }
       return result;
     };
   },
