@@ -6,7 +6,8 @@ from test_networks import models_dir  # noqa: F401  (fixture)
 
 from text2cinemagraph.kernels import euler_integrate
 from text2cinemagraph.nodes.stages.frames import animated_region
-from text2cinemagraph.nodes.stages.learned_frames import DECODER_MARGIN, decode_window, render_learned_frames
+from text2cinemagraph.nodes.stages.frames import RenderPlan
+from text2cinemagraph.nodes.stages.learned_frames import DECODER_MARGIN, render_learned_frames
 from text2cinemagraph.nodes.stages.networks import FrameNetConfig, build_network
 
 TINY = FrameNetConfig(ngf=8, feature_channels=8)
@@ -60,7 +61,8 @@ def test_without_correction_the_guarantees_still_hold(network):
 
 def test_the_decoded_window_is_a_real_crop_that_changes_nothing(network):
     picture, motion = scene(size=256)
-    rows, cols = decode_window(animated_region(motion), TINY.multiple)
+    plan = RenderPlan(motion, "cpu", margin=DECODER_MARGIN, multiple=TINY.multiple)
+    rows, cols = plan.rows, plan.cols
     assert rows.start % 4 == 0 and cols.start % 4 == 0
     assert (rows.stop - rows.start) * (cols.stop - cols.start) < 0.6 * 256 * 256
     for correct in (True, False):
