@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ...kernels import Motion, splat_
 from ...kernels.errors import InputError
+from ...kernels.morphology import dilate
 from ...kernels.warp import bilinear_weights
 from .inputs import single_picture
 
@@ -47,19 +47,6 @@ ProgressFn = Callable[[int, int], None]
 
 HOLE_WEIGHT = 1e-6  # summed splat weight below which a pixel counts as a hole
 MAX_FILL_PASSES = 32
-
-
-def dilate(region: Tensor, radius: int) -> Tensor:
-    """``[H, W]`` bool dilated by a ``(2r+1)^2`` square (the pack's one morphology helper)."""
-    if radius <= 0:
-        return region
-    grown = F.max_pool2d(region.float()[None, None], 2 * radius + 1, stride=1, padding=radius)
-    return grown[0, 0] > 0
-
-
-def erode(region: Tensor, radius: int) -> Tensor:
-    """``[H, W]`` bool eroded by a ``(2r+1)^2`` square; beyond the picture's edge counts as inside."""
-    return ~dilate(~region, radius)
 
 
 def animated_region(motion: Motion) -> Tensor:

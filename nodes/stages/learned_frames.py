@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...kernels import Motion
-from .frames import RenderPlan, check_picture, erode, frame_chunks, make_accumulator
+from ...kernels.morphology import erode
+from .frames import RenderPlan, check_picture, frame_chunks, make_accumulator
 from .networks.frame_net import MIN_WEIGHT, importance_weights
 
 ProgressFn = Callable[[int, int], None]
@@ -88,6 +89,7 @@ def render_learned_frames(
     correct_reconstruction: bool = True,
     crop: bool = True,
     band: int = CORRECTION_BAND,
+    accumulator: Optional[type] = None,
 ) -> Tensor:
     """Render the ``N`` frames of the loop with G_frame.
 
@@ -101,6 +103,7 @@ def render_learned_frames(
             region's edge (see the module docstring).
         crop: decode only the window around the animated region.
         band: width of that edge band in pixels.
+        accumulator: an accumulator class of :mod:`.frames` (default: the device's).
 
     Returns:
         ``[N, H, W, C]`` float32 frames; frame 0 is the picture, pixels outside the
@@ -119,8 +122,8 @@ def render_learned_frames(
     with torch.inference_mode():
         carried = _encode(network, colour, plan)
         finish = LearnedFinisher(plan, network, carried, picture, band if correct_reconstruction else None)
-        for _ in frame_chunks(picture, plan, make_accumulator(plan, carried), finish, motion.num_frames, progress,
-                              out):
+        accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
+        for _ in frame_chunks(picture, plan, accum, finish, motion.num_frames, progress, out):
             pass
     return out
 
