@@ -107,3 +107,15 @@ def release_cache(device: torch.device) -> None:
     import comfy.model_management
 
     comfy.model_management.soft_empty_cache()
+
+
+# ---------------------------------------------------------------- metadata (LoopVideoWriter)
+
+
+def metadata_disabled() -> bool:
+    """True when ComfyUI runs with ``--disable-metadata`` (outputs carry no prompt or workflow)."""
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return False
+    return bool(getattr(args, "disable_metadata", False))
