@@ -47,11 +47,14 @@ class Motion:
         flow: ``[2, H, W]`` velocity in pixels per frame (x right, y down).
         sources: ``[M]`` int64 flat indices ``y * W + x`` of the pixels whose
             flow is not zero. Every other pixel stays still in every frame.
-        forward_stored: ``[N + 1, 2, M]`` displacement ``F_{0->n}`` of each
-            source, in units of ``quantum`` (int16, or float32 with quantum 1
-            for motions too long for int16).
-        backward_stored: ``[N + 1, 2, M]`` displacement ``F_{N->n}``, likewise.
+        forward_stored: ``[L, 2, M]`` displacement ``F_{0->n}`` of each source
+            for the frames ``n = first_frame .. first_frame + L - 1`` (all
+            ``N + 1`` by default), in units of ``quantum`` (int16, or float32
+            with quantum 1 for motions too long for int16).
+        backward_stored: ``[L, 2, M]`` displacement ``F_{N->n}``, likewise.
         quantum: a power of two; displacement = stored * quantum, exactly.
+        loop_frames: ``N`` (default ``L - 1``).
+        first_frame: the first frame stored.
     """
 
     flow: Tensor
@@ -59,10 +62,17 @@ class Motion:
     forward_stored: Tensor
     backward_stored: Tensor
     quantum: float = 1.0
+    loop_frames: Optional[int] = None
+    first_frame: int = 0
 
     @property
     def num_frames(self) -> int:
-        return self.forward_stored.shape[0] - 1
+        return self.loop_frames if self.loop_frames is not None else self.forward_stored.shape[0] - 1
+
+    @property
+    def stored_frames(self) -> range:
+        """The frames ``n`` whose displacements are stored."""
+        return range(self.first_frame, self.first_frame + self.forward_stored.shape[0])
 
     @property
     def height(self) -> int:
@@ -83,7 +93,8 @@ class Motion:
         return self.backward_stored.float() * self.quantum
 
     def displacements(self, n: int, device=None) -> tuple[Tensor, Tensor]:
-        """``(F_{0->n} [2, M], F_{N->n} [2, M])`` float32 for frame ``n``, on ``device``."""
+        """``(F_{0->n} [2, M], F_{N->n} [2, M])`` float32 for a stored frame ``n``, on ``device``."""
+        n -= self.first_frame
         return tuple(
             stored[n].to(device if device is not None else stored.device).float().mul_(self.quantum)
             for stored in (self.forward_stored, self.backward_stored)
@@ -99,7 +110,7 @@ class Motion:
         if self.flow.device == torch.device(device):
             return self
         moved = (t.to(device) for t in (self.flow, self.sources, self.forward_stored, self.backward_stored))
-        return Motion(*moved, quantum=self.quantum)
+        return Motion(*moved, quantum=self.quantum, loop_frames=self.loop_frames, first_frame=self.first_frame)
 
     def source_positions(self) -> tuple[Tensor, Tensor]:
         """Integer start positions ``(x [M], y [M])`` of the sources, as floats."""
@@ -120,10 +131,9 @@ Recorder = Callable[[int, int, int, Tensor], None]
 
 def _advect(
     table: Tensor,
-    groups: Sequence[tuple[Tensor, bool, Recorder]],
+    groups: Sequence[tuple[Tensor, bool, Recorder, int]],
     width: int,
     height: int,
-    steps: int,
     step_done: Callable[[int], None],
     window: tuple[int, int, int, int],
 ) -> None:
@@ -132,13 +142,12 @@ def _advect(
     Args:
         table: the :func:`.warp.neighbour_table` of a ``[C, H, W]`` field
             (``C`` is 2 for a flow) over ``window``.
-        groups: ``(start [C, M] positions (x, y) in pixels, negate, record)``
+        groups: ``(start [C, M] positions (x, y) in pixels, negate, record, steps)``
             per group; a negated group moves along ``-F`` (``-F`` sampled is
             minus ``F`` sampled, exactly, so one table serves both).
             ``record(k, first, last, displacement [C, last - first])`` receives
             the displacement of points ``first .. last - 1`` of the group after
             ``k = 0 .. steps`` steps; the tensor is reused, copy what must be kept.
-        steps: number of Euler steps.
         step_done: called with the number of points that made one more step.
         window: ``(top, left, rows, cols)`` of the table; every point that is
             inside the field must stay inside it.
@@ -148,7 +157,7 @@ def _advect(
     stay in cache.
     """
     speed = float(table.abs().max())
-    for start, negate, record in groups:
+    for start, negate, record, steps in groups:
         for first in range(0, start.shape[1], CHUNK_POINTS):
             last = min(first + CHUNK_POINTS, start.shape[1])
 
@@ -269,10 +278,13 @@ class _Trajectories:
     grid); :meth:`keep_outside_` makes sure none that ended outside moves in.
     """
 
-    def __init__(self, steps: int, count: int, quantum: float, device, reverse: bool):
+    def __init__(self, loop: int, frames: tuple[int, int], count: int, quantum: float, device, reverse: bool):
         dtype = torch.int16 if quantum < 1.0 else torch.float32
-        self.stored = torch.empty((steps + 1, 2, count), dtype=dtype, device=device)
-        self.quantum, self.steps, self.reverse = quantum, steps, reverse
+        first, last = frames
+        self.stored = torch.empty((last - first + 1, 2, count), dtype=dtype, device=device)
+        self.quantum, self.loop, self.first, self.reverse = quantum, loop, first, reverse
+        # Steps to integrate: frame n is k = n steps forward, or N - n steps backward.
+        self.steps = loop - first if reverse else last
         self.scratch = torch.empty((2, min(count, CHUNK_POINTS)), device=device)
         self.exact_end: Optional[Tensor] = torch.empty((2, count), device=device)  # float32 F at step N
 
@@ -280,7 +292,10 @@ class _Trajectories:
     def record(self, k: int, first: int, last: int, displacement: Tensor) -> None:
         if k == self.steps:
             self.exact_end[:, first:last] = displacement
-        target = self.stored[self.steps - k if self.reverse else k, :, first:last]
+        index = (self.loop - k if self.reverse else k) - self.first
+        if not 0 <= index < self.stored.shape[0]:
+            return
+        target = self.stored[index, :, first:last]
         if self.stored.dtype == torch.float32:
             target.copy_(displacement)
             return
@@ -293,7 +308,7 @@ class _Trajectories:
         its edge get the end rounded outwards, in every trailing step that stored that same value."""
         if self.stored.dtype == torch.float32 or self.exact_end is None:
             return
-        end = self.stored[0 if self.reverse else self.steps]
+        end = self.stored[0 if self.reverse else -1]
         exact_end, self.exact_end = self.exact_end, None
         exact = start + exact_end
         upper = torch.tensor([[size[0] - 1.0], [size[1] - 1.0]], device=start.device)
@@ -306,8 +321,8 @@ class _Trajectories:
         outward = torch.where(exact[:, points] < 0, scaled.floor(), torch.where(exact[:, points] > upper,
                                                                                scaled.ceil(), scaled.round()))
         old = end[:, points].clone()
-        steps = range(self.steps, -1, -1) if not self.reverse else range(self.steps + 1)
-        for n in steps:
+        length = self.stored.shape[0]
+        for n in range(length) if self.reverse else range(length - 1, -1, -1):
             same = (self.stored[n][:, points] == old).all(dim=0)
             if not bool(same.any()):
                 break
@@ -315,13 +330,21 @@ class _Trajectories:
             points, old, outward = points[same], old[:, same], outward[:, same]
 
 
-def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn] = None) -> Motion:
+def euler_integrate(
+    flow: Tensor,
+    num_frames: int,
+    progress: Optional[ProgressFn] = None,
+    frames: Optional[tuple[int, int]] = None,
+) -> Motion:
     """Forward and backward cumulative displacements for a loop of ``num_frames``.
 
     Args:
         flow: ``[2, H, W]`` finite velocity field in pixels per frame.
         num_frames: ``N >= 1``; frame ``N`` of the loop equals frame 0.
-        progress: ``progress(done, total)`` as the integration advances (``total = 2 N``).
+        progress: ``progress(done, total)`` as the integration advances (``total``: the steps of
+            both passes, ``2 N`` for the whole loop).
+        frames: ``(first, last)``: store only these frames (default ``(0, N)``), so
+            that a long loop can be rendered in parts with less memory.
 
     Returns:
         The :class:`Motion` of the pixels with non-zero flow, on the flow's device.
@@ -342,20 +365,29 @@ def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn
     count = sources.shape[0]
     ys, xs = torch.div(sources, width, rounding_mode="floor"), sources % width
     start = torch.stack((xs, ys)).to(flow.dtype)
+    first, last = frames if frames is not None else (0, num_frames)
+    if not 0 <= first <= last <= num_frames:
+        raise InputError("frames", f"the stored range {first}..{last} must lie within 0..{num_frames}")
     quantum = _quantum(flow, num_frames)
-    passes = [_Trajectories(num_frames, count, quantum, flow.device, reverse) for reverse in (False, True)]
+    passes = [_Trajectories(num_frames, (first, last), count, quantum, flow.device, reverse)
+              for reverse in (False, True)]
+
+    def motion() -> Motion:
+        return Motion(flow, sources, passes[0].stored, passes[1].stored, quantum, num_frames, first)
+
     if count == 0:
         for trajectories in passes:
             trajectories.stored.zero_()
-        return Motion(flow, sources, passes[0].stored, passes[1].stored, quantum)
+        return motion()
 
-    work, done = 2 * num_frames * count, 0
+    ticks = passes[0].steps + passes[1].steps
+    work, done = max(ticks * count, 1), 0
 
     def step_done(points: int) -> None:
         nonlocal done
         before, done = done, done + points
-        if progress is not None and 2 * num_frames * done // work > 2 * num_frames * before // work:
-            progress(2 * num_frames * done // work, 2 * num_frames)
+        if progress is not None and ticks * done // work > ticks * before // work:
+            progress(ticks * done // work, ticks)
 
     # A point moves only while within one pixel of the support, so its cell
     # stays within 2 + max|F| of it.
@@ -363,8 +395,8 @@ def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn
     top, left = max(int(ys.min()) - reach, 0), max(int(xs.min()) - reach, 0)
     bottom, right = min(int(ys.max()) + reach, height - 1), min(int(xs.max()) + reach, width - 1)
     window = (top, left, bottom - top + 1, right - left + 1)
-    groups = [(start, reverse, trajectories.record) for trajectories, reverse in zip(passes, (False, True))]
-    _advect(neighbour_table(flow, window), groups, width, height, num_frames, step_done, window)
+    groups = [(start, t.reverse, t.record, t.steps) for t in passes]
+    _advect(neighbour_table(flow, window), groups, width, height, step_done, window)
     for trajectories in passes:
         trajectories.keep_outside_(start, (width, height))
-    return Motion(flow, sources, passes[0].stored, passes[1].stored, quantum)
+    return motion()

@@ -16,6 +16,7 @@ from text2cinemagraph.nodes.stages.frames import (
     animated_region,
     pixel_frame_chunks,
     render_pixel_frames,
+    stream_pixel_frames,
 )
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
 
@@ -179,3 +180,19 @@ def test_frames_come_in_chunks_equal_to_the_whole_batch():
     assert [len(c) for c in chunks] == [4, 4, 2]
     assert torch.equal(torch.cat(chunks), render_pixel_frames(picture, motion))
     assert calls == [(n, 10) for n in range(1, 11)]
+
+
+def test_a_loop_streamed_in_parts_equals_the_whole_render():
+    picture = smooth_texture(64, 64, seed=9)
+    mask = torch.zeros(1, 64, 64)
+    mask[0, 20:64, 0:50] = 1.0  # pixels leave the frame
+    flow, _ = procedural_flow(mask, "downwards, right to left", 1.2, "generic", 3)
+    whole = render_pixel_frames(picture, euler_integrate(flow, 15))
+    for parts in (2, 3):
+        streamed = torch.cat(list(stream_pixel_frames(picture, flow, 15, chunk=4, parts=parts)))
+        assert torch.equal(streamed, whole), parts
+    motion = euler_integrate(flow, 15, frames=(7, 12))
+    assert motion.forward_stored.shape[0] == 6 and motion.forward_stored.dtype == torch.int16
+    full = euler_integrate(flow, 15)
+    assert torch.equal(motion.forward_stored, full.forward_stored[7:13])
+    assert torch.equal(motion.backward_stored, full.backward_stored[7:13])

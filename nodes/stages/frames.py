@@ -37,7 +37,7 @@ from typing import Callable, Iterator, Optional, Protocol
 import torch
 from torch import Tensor
 
-from ...kernels import Motion, splat_
+from ...kernels import Motion, euler_integrate, splat_
 from ...kernels.errors import InputError
 from ...kernels.morphology import dilate
 from ...kernels.warp import bilinear_weights
@@ -72,6 +72,41 @@ def check_picture(image: Tensor, motion: Motion) -> Tensor:
             f"was computed for {motion.width}x{motion.height} but the picture is {image.shape[1]}x{image.shape[0]}",
         )
     return image
+
+
+# --- memory --------------------------------------------------------------------------------
+
+GIB = 1024**3
+BYTES_PER_SOURCE = 520  # plan and accumulator buffers per moving pixel (two copies), beyond its values
+BYTES_PER_WINDOW_PIXEL = 48  # still sums, accumulator, colours and masks per window pixel, beyond channels
+
+
+def render_bytes(window_pixels: int, moving_pixels: int, channels: int) -> int:
+    """Working memory of a render (plan, accumulator, finisher) for ``channels`` carried channels."""
+    carried = channels + 1
+    return moving_pixels * (BYTES_PER_SOURCE + 16 * carried) + window_pixels * (BYTES_PER_WINDOW_PIXEL + 20 * carried)
+
+
+def available_memory(device) -> int:
+    """Bytes that can still be allocated on ``device`` (free VRAM on a GPU, available RAM otherwise)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def require_memory(needed: int, device, input_name: str, what: str) -> None:
+    """Raise :class:`InputError` on ``input_name`` before a run that cannot fit in ``device``'s memory."""
+    free = available_memory(device)
+    if needed > free:
+        kind = "GPU" if torch.device(device).type == "cuda" else "RAM"
+        raise InputError(
+            input_name,
+            f"{what} needs about {needed / GIB:.1f} GiB of {kind} but only {free / GIB:.1f} GiB is available; "
+            "use fewer frames or a smaller picture",
+        )
 
 
 # --- 1. the plan ---------------------------------------------------------------------------
@@ -119,7 +154,8 @@ class RenderPlan:
         self.origin = torch.stack((torch.cat((x0, x0)), torch.cat((y0, y0))))
         self.position = torch.empty_like(self.origin)
         self.high = torch.tensor([[self.shape[1] - 1.0], [self.shape[0] - 1.0]], device=self.device)
-        ends = motion.displacements(motion.num_frames, self.device)[0], motion.displacements(0, self.device)[1]
+        first, last = motion.stored_frames[0], motion.stored_frames[-1]
+        ends = motion.displacements(last, self.device)[0], motion.displacements(first, self.device)[1]
         self.exits = [
             self._exits(motion.forward_stored, ends[0], x0, y0, 0, True),
             self._exits(motion.backward_stored, ends[1], x0, y0, count, False),
@@ -140,21 +176,23 @@ class RenderPlan:
         """The :class:`_Exits` of one pass (``None`` if every source stays in the window).
 
         The integrator freezes a pixel where it leaves the frame, so a source
-        outside the window at the end of its pass (frame N forward, frame 0
-        backward) is outside from some frame on (forward) or up to some frame
-        (backward); bisection finds that frame.
+        outside the window at the end of its pass (the last stored frame
+        forward, the first backward) is outside from some frame on (forward)
+        or up to some frame (backward); bisection finds that frame.
         """
-        frames_total = stored.shape[0] - 1
+        frames = self.motion.stored_frames
         x, y = x0 + end[0], y0 + end[1]
         leaving = torch.nonzero(self._away(x, y)).squeeze(1)
         if leaving.numel() == 0:
             return None
-        inside_at = torch.full_like(leaving, 0 if forward else frames_total)
-        outside_at = torch.full_like(leaving, frames_total if forward else 0)
+        # The frame just before the stored ones counts as inside: only stored frames are tested.
+        inside_at = torch.full_like(leaving, frames[0] - 1 if forward else frames[-1] + 1)
+        outside_at = torch.full_like(leaving, frames[-1] if forward else frames[0])
         quantum = self.motion.quantum
         while bool(((outside_at - inside_at).abs() > 1).any()):
             middle = torch.div(inside_at + outside_at, 2, rounding_mode="floor")
-            step = stored[middle, :, leaving].float() * quantum  # [L, 2]
+            middle = torch.where((outside_at - inside_at).abs() > 1, middle, outside_at)  # settled: stay
+            step = stored[middle - frames[0], :, leaving].float() * quantum  # [L, 2]
             away = self._away(x0[leaving] + step[:, 0], y0[leaving] + step[:, 1])
             outside_at = torch.where(away, middle, outside_at)
             inside_at = torch.where(away, inside_at, middle)
@@ -397,28 +435,30 @@ def frame_chunks(
     chunk: int,
     progress: Optional[ProgressFn] = None,
     out: Optional[Tensor] = None,
+    frames: Optional[range] = None,
 ) -> Iterator[Tensor]:
-    """Yield the ``N`` frames as ``[k, H, W, C]`` CPU chunks of at most ``chunk`` frames.
+    """Yield the ``N`` frames (or those in ``frames``) as ``[k, H, W, C]`` CPU chunks of at most ``chunk``.
 
     ``plan`` is ``None`` when nothing moves (every frame is the picture).
     With ``out`` (``[N, H, W, C]``) the chunks are views into it; otherwise
-    each is freshly allocated. ``progress(done, N)`` after each frame.
+    each is freshly allocated. ``progress(n + 1, N)`` after frame ``n``.
     """
     total = plan.num_frames if plan is not None else out.shape[0]
+    frames = frames if frames is not None else range(total)
     height, width, channels = picture.shape
-    for first in range(0, total, chunk):
-        last = min(first + chunk, total)
-        frames = out[first:last] if out is not None else torch.empty((last - first, height, width, channels))
+    for first in range(frames.start, frames.stop, chunk):
+        last = min(first + chunk, frames.stop)
+        batch = out[first:last] if out is not None else torch.empty((last - first, height, width, channels))
         for n in range(first, last):
             window = None
             if n > 0 and plan is not None:
                 alpha, dropped = plan.positions(n)
                 accumulator.accumulate(plan, alpha, dropped)
                 window = finish(accumulator)
-            _write_frame(frames[n - first], picture, plan, window)
+            _write_frame(batch[n - first], picture, plan, window)
             if progress is not None:
                 progress(n + 1, total)
-        yield frames
+        yield batch
 
 
 def pixel_frame_chunks(
@@ -431,12 +471,14 @@ def pixel_frame_chunks(
     accumulator: Optional[type] = None,
     out: Optional[Tensor] = None,
 ) -> Iterator[Tensor]:
-    """The pixel method's frames, ``chunk`` at a time (see :func:`render_pixel_frames`)."""
+    """The pixel method's frames, ``chunk`` at a time (see :func:`render_pixel_frames`): all ``N``,
+    or the motion's stored frames when it holds only some (``euler_integrate(..., frames=...)``)."""
     picture = check_picture(image, motion).float().cpu()
     if motion.sources.numel() == 0:
         if out is None:
             out = torch.empty((motion.num_frames, *picture.shape))
-        return frame_chunks(picture, None, None, lambda accum: None, chunk, progress, out)
+        return frame_chunks(picture, None, None, lambda accum: None, chunk, progress, out,
+                            range(motion.num_frames))
     plan = RenderPlan(motion, device if device is not None else motion.flow.device)
     window = plan.window(picture.to(plan.device))
     carried = torch.cat((window, window.new_ones((1, window.shape[1]))))
@@ -445,7 +487,33 @@ def pixel_frame_chunks(
         weight = torch.exp(z - z.max())[plan.rows, plan.cols].reshape(1, -1)
         carried = torch.cat((window * weight, weight))
     accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
-    return frame_chunks(picture, plan, accum, PixelFinisher(plan, window), chunk, progress, out)
+    stored = motion.stored_frames
+    frames = range(stored.start, min(stored.stop, motion.num_frames))
+    return frame_chunks(picture, plan, accum, PixelFinisher(plan, window), chunk, progress, out, frames)
+
+
+def stream_pixel_frames(
+    image: Tensor,
+    flow: Tensor,
+    num_frames: int,
+    chunk: int = 4,
+    parts: int = 2,
+    device="cpu",
+    progress: Optional[ProgressFn] = None,
+) -> Iterator[Tensor]:
+    """Integrate and render a loop in ``parts`` runs of consecutive frames, ``chunk`` frames at a time.
+
+    Each part stores only its own frames' trajectories, so the motion takes
+    ``1 / parts`` of the memory of a whole loop's, for ``(parts + 1) / 2``
+    times the integration work. The frames equal :func:`render_pixel_frames`'s.
+    """
+    bounds = [round(i * num_frames / parts) for i in range(parts + 1)]
+    for first, stop in zip(bounds[:-1], bounds[1:]):
+        if stop <= first:
+            continue
+        motion = euler_integrate(flow.to(device), num_frames, frames=(first, stop - 1))
+        yield from pixel_frame_chunks(image, motion, progress=progress, chunk=chunk, device=device)
+        del motion
 
 
 def render_pixel_frames(
