@@ -94,7 +94,8 @@ def core_txt2img_prompt(seed: int = 0, steps: int = 4, size: int = 64, prefix: s
 
 
 class ComfyServer:
-    def __init__(self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = ()):
+    def __init__(self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = (), cpu: bool = True):
+        self.cpu = cpu  # False: let ComfyUI use its GPU (tests/gpu_check.py)
         self.comfy_root = Path(comfy_root).resolve()
         self.base = Path(base)
         self.extra_packs = extra_packs
@@ -125,7 +126,7 @@ class ComfyServer:
         self.port = free_port()
         command = [
             sys.executable, str(self.comfy_root / "main.py"),
-            "--cpu", "--use-pytorch-cross-attention", "--listen", "127.0.0.1", "--port", str(self.port),
+            *(["--cpu"] if self.cpu else []), "--use-pytorch-cross-attention", "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-api-nodes", "--disable-auto-launch",
             "--output-directory", str(self.output_dir),
             "--input-directory", str(self.input_dir),
