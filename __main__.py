@@ -56,6 +56,9 @@ def animate(args: argparse.Namespace) -> int:
     )
     print("direction(s): " + ", ".join(f"{a:.1f} deg" for a in angles), file=sys.stderr)
     device = torch.device(args.device)
+    if args.parts is None:
+        full = motion_bytes(int((flow != 0).any(dim=0).sum()), args.frames, *picture.shape[:2])
+        args.parts = min(max(2, -(-full // MOTION_BUDGET)), max(args.frames, 1))
     _check_memory(picture, flow, args, device)
     # Rendered and encoded a few frames at a time, in parts of the loop whose motion alone is kept.
     frames = stream_pixel_frames(picture, flow, args.frames, chunk=args.chunk, parts=args.parts, device=device)
@@ -73,6 +76,9 @@ def animate(args: argparse.Namespace) -> int:
     )
     print(path)
     return 0
+
+
+MOTION_BUDGET = 512 << 20  # bytes of motion kept at once by default (see --parts)
 
 
 def _check_memory(picture, flow, args: argparse.Namespace, device) -> None:
@@ -172,13 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--loop", type=int, default=0, help="plays of a gif/webp/apng, 0 = forever")
     a.add_argument("--repeat", type=int, default=1, help="cycles written into the file (default 1)")
     a.add_argument("--device", default="cpu", help="torch device for integration and splatting (cpu, cuda)")
-    a.add_argument("--chunk", type=int, default=4, help="frames rendered and held at once (default 4)")
+    a.add_argument("--chunk", type=int, default=2, help="frames rendered and held at once (default 2)")
     a.add_argument(
         "--parts",
         type=int,
-        default=2,
-        help="the loop is integrated and rendered in this many runs of frames; each keeps only its own "
-        "motion in memory (default 2: half the memory of one run, 1.5x the integration work)",
+        default=None,
+        help="the loop is integrated and rendered in this many runs of frames, each keeping only its own "
+        "motion in memory, for (parts + 1) / 2 times the integration work (default: 2, or more to keep the "
+        f"motion under {MOTION_BUDGET >> 20} MiB)",
     )
     a.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif, .webp, .png) or folder")
     a.set_defaults(run=animate)

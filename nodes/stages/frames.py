@@ -275,8 +275,9 @@ class PairedAccumulator:
         total, device = 2 * plan.count, carried.device
         self.lower = torch.empty((2, total), device=device)
         self.fractions = torch.empty((2, 2, total), device=device)
-        self.weight = torch.empty((4, total), device=device)
+        # Corner weights as complex numbers with imaginary part 0, written through their real view.
         self.complex_weight = torch.zeros((4, total), dtype=torch.complex64, device=device)
+        self.weight = torch.view_as_real(self.complex_weight)[..., 0]
         self.cell = torch.empty((2, total), dtype=torch.long, device=device)
         self.index = torch.empty(total, dtype=torch.long, device=device)
         self.contributions = torch.empty((pairs, total), dtype=torch.complex64, device=device)
@@ -300,9 +301,8 @@ class PairedAccumulator:
     def accumulate(self, plan: RenderPlan, alpha: float, dropped: list[Tensor]) -> None:
         count = plan.count
         bilinear_weights(plan.position, self.lower, self.fractions, self.weight)
-        scaled = torch.view_as_real(self.complex_weight)[..., 0]
-        torch.mul(self.weight[:, :count], alpha, out=scaled[:, :count])
-        torch.mul(self.weight[:, count:], 1.0 - alpha, out=scaled[:, count:])
+        self.weight[:, :count].mul_(alpha)
+        self.weight[:, count:].mul_(1.0 - alpha)
         self.cell.copy_(self.lower)
         torch.add(self.cell[0], self.cell[1], alpha=plan.shape[1], out=self.index)
         for indices in dropped:  # all four corners land in the padding row
