@@ -121,6 +121,26 @@ def time_phases(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> dict[
     return phases
 
 
+def accumulator_table(sizes, frames: int, repeats: int) -> None:
+    """Render seconds with each CPU accumulator (the 15 % rule for the paired layout), median of runs."""
+    print(f"\nRender seconds by accumulator, {frames} frames, {torch.get_num_threads()} thread(s):")
+    for size in sizes:
+        picture, flow = make_inputs(size)
+        motion = euler_integrate(flow, frames)
+        row = []
+        for accumulator in (frames_module.PairedAccumulator, frames_module.SplatAccumulator):
+            render_pixel_frames(picture, motion, accumulator=accumulator)  # warm-up
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                render_pixel_frames(picture, motion, accumulator=accumulator)
+                runs.append(time.perf_counter() - start)
+            row.append(statistics.median(runs))
+            print(f"  {size}^2 {accumulator.__name__}: {row[-1]:.3f} s (runs {', '.join(f'{r:.3f}' for r in runs)})",
+                  flush=True)
+        print(f"  {size}^2: paired complex64 layout saves {100 * (1 - row[0] / row[1]):.0f} % of the render")
+
+
 # --- peak memory of the node chain --------------------------------------------------------
 
 
@@ -280,6 +300,8 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true",
                         help="also the peak RSS per node of the chain at 512^2, 1536x1024, 1920x1080")
     parser.add_argument("--memory-only", action="store_true", help="only the peak RSS table")
+    parser.add_argument("--accumulators", action="store_true",
+                        help="only the render time of each CPU accumulator (paired complex64 vs plain splat_)")
     args = parser.parse_args()
 
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -287,6 +309,11 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     if args.memory_only:
         memory_table(max(args.frames))
+        return
+    if args.accumulators:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            accumulator_table(args.sizes, max(args.frames), args.repeats)
         return
     # Ours first, for every configuration, then the release's scheme: its large allocations can
     # fragment memory and slow the frame allocations of runs after it.

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from motion_measure import angle_of, in_sector, mean_motion, smooth_texture
 from text2cinemagraph.kernels import InputError, euler_integrate
+from text2cinemagraph.nodes.stages import frames as frames_module
 from text2cinemagraph.nodes.stages.directions import DIRECTION_SECTORS
 from text2cinemagraph.kernels import splat_torch_
 from text2cinemagraph.nodes.stages.frames import (
@@ -153,9 +154,12 @@ def whole_picture_render(picture, motion, importance=None):
     return torch.stack(frames)
 
 
-def test_every_accumulator_renders_the_same_frames():
+@pytest.mark.parametrize("slice_sources", [None, 1000])
+def test_every_accumulator_renders_the_same_frames(slice_sources, monkeypatch):
     # PairedAccumulator is the CPU's; SplatAccumulator (splat_) is the GPU's, run here through
     # splat_torch_, which the CUDA kernel is tested against in test_splat.py and tests/gpu_check.py.
+    if slice_sources is not None:  # the CPU accumulator in many slices adds in the same order
+        monkeypatch.setattr(frames_module, "SLICE", slice_sources)
     picture = smooth_texture(96, 96, seed=7)
     mask = torch.zeros(1, 96, 96)
     mask[0, 30:96, 0:70] = 1.0  # runs off the bottom and left edges

@@ -46,6 +46,7 @@ from .inputs import single_picture
 ProgressFn = Callable[[int, int], None]
 
 HOLE_WEIGHT = 1e-6  # summed splat weight below which a pixel counts as a hole
+SLICE = 1 << 16  # sources whose products and temporaries the CPU accumulator handles at once
 MAX_FILL_PASSES = 32
 
 
@@ -77,7 +78,7 @@ def check_picture(image: Tensor, motion: Motion) -> Tensor:
 # --- memory --------------------------------------------------------------------------------
 
 GIB = 1024**3
-BYTES_PER_SOURCE = 520  # plan and accumulator buffers per moving pixel (two copies), beyond its values
+BYTES_PER_SOURCE = 200  # plan and accumulator buffers per moving pixel (two copies), beyond its values
 BYTES_PER_WINDOW_PIXEL = 48  # still sums, accumulator, colours and masks per window pixel, beyond channels
 
 
@@ -273,14 +274,16 @@ class PairedAccumulator:
         values[:channels] = carried[:, plan.sources]
         self.values = self._pack(values.repeat(1, 2))  # forward copies, then backward copies
         total, device = 2 * plan.count, carried.device
-        self.lower = torch.empty((2, total), device=device)
-        self.fractions = torch.empty((2, 2, total), device=device)
+        self.slices = [slice(first, min(first + SLICE, total)) for first in range(0, total, SLICE)]
+        part = min(total, SLICE)
+        self.lower = torch.empty((2, part), device=device)
+        self.fractions = torch.empty((2, 2, part), device=device)
+        self.cell = torch.empty((2, part), dtype=torch.long, device=device)
+        self.contributions = torch.empty((pairs, part), dtype=torch.complex64, device=device)
         # Corner weights as complex numbers with imaginary part 0, written through their real view.
         self.complex_weight = torch.zeros((4, total), dtype=torch.complex64, device=device)
         self.weight = torch.view_as_real(self.complex_weight)[..., 0]
-        self.cell = torch.empty((2, total), dtype=torch.long, device=device)
         self.index = torch.empty(total, dtype=torch.long, device=device)
-        self.contributions = torch.empty((pairs, total), dtype=torch.complex64, device=device)
         self.accum = torch.empty((pairs, size), dtype=torch.complex64, device=device)
         self.corner_views = [self.accum[:, offset:] for offset in (0, 1, width, width + 1)]
 
@@ -300,18 +303,23 @@ class PairedAccumulator:
 
     def accumulate(self, plan: RenderPlan, alpha: float, dropped: list[Tensor]) -> None:
         count = plan.count
-        bilinear_weights(plan.position, self.lower, self.fractions, self.weight)
+        for part in self.slices:  # temporaries for a slice of the sources at a time
+            size = part.stop - part.start
+            lower, cell = self.lower[:, :size], self.cell[:, :size]
+            bilinear_weights(plan.position[:, part], lower, self.fractions[:, :, :size], self.weight[:, part])
+            cell.copy_(lower)
+            torch.add(cell[0], cell[1], alpha=plan.shape[1], out=self.index[part])
         self.weight[:, :count].mul_(alpha)
         self.weight[:, count:].mul_(1.0 - alpha)
-        self.cell.copy_(self.lower)
-        torch.add(self.cell[0], self.cell[1], alpha=plan.shape[1], out=self.index)
         for indices in dropped:  # all four corners land in the padding row
             self.index.index_fill_(0, indices, self.trash)
         self.accum.copy_(self.still)
         for corner, view in enumerate(self.corner_views):
-            # One corner at a time: the products stay in cache for the scattered additions.
-            torch.mul(self.values, self.complex_weight[corner], out=self.contributions)
-            view.index_add_(1, self.index, self.contributions)
+            # Corner by corner, in source order (the order of splat_torch_); the products stay in cache.
+            for part in self.slices:
+                contributions = self.contributions[:, : part.stop - part.start]
+                torch.mul(self.values[:, part], self.complex_weight[corner, part], out=contributions)
+                view.index_add_(1, self.index[part], contributions)
 
 
 class SplatAccumulator:
