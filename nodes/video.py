@@ -76,6 +76,25 @@ class LoopVideoWriter:
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, format=None, fps=None):
+        """Refuse a gif faster than it can play when the prompt is queued, before anything runs.
+
+        ComfyUI skips its own checks of the inputs named here, so the choice list and the
+        range are checked too; a linked (not yet known) input arrives as None and is checked
+        when the node runs.
+        """
+        try:
+            if format is not None and format not in FORMATS:
+                check_settings(format, 1.0)
+            if fps is not None and not (1.0 <= fps <= 120.0):
+                raise InputError("fps", f"must be between 1 and 120, got {fps}")
+            if format is not None and fps is not None:
+                check_settings(format, fps)
+        except InputError as error:
+            return str(error)
+        return True
+
     def write(
         self, frames, fps, format, filename_prefix, loop_count, repeat_cycles, quality, prompt=None, extra_pnginfo=None
     ):

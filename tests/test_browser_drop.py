@@ -65,7 +65,10 @@ def test_dropped_output_restores_its_graph(comfy_server, editor, fmt):  # noqa: 
     url = "/view?" + "&".join(f"{key}={written[key]}" for key in ("filename", "subfolder", "type"))
     nodes = editor.evaluate(DROP, [comfy_server.url + url, written["filename"], READABLE_FORMATS[fmt]])
 
-    assert sorted((n["id"], n["type"]) for n in nodes) == sorted((n["id"], n["type"]) for n in workflow["nodes"])
+    def graph(node_list):  # newer frontends give the restored nodes string ids
+        return sorted((str(n["id"]), n["type"]) for n in node_list)
+
+    assert graph(nodes) == graph(workflow["nodes"])
     writer = next(n for n in nodes if n["type"] == "LoopVideoWriter")
     assert writer["widgets"]["format"] == fmt and writer["widgets"]["filename_prefix"] == f"t2c_drop/{fmt}"
     source = next(n for n in nodes if n["type"] == "EmptyImage")
@@ -73,7 +76,7 @@ def test_dropped_output_restores_its_graph(comfy_server, editor, fmt):  # noqa: 
 
 
 def test_a_file_without_workflow_restores_nothing(comfy_server, editor):  # noqa: F811
-    """The check above can fail: a dropped file without metadata leaves the cleared graph empty."""
+    """The check above can fail: a file without metadata restores no graph (newer frontends add a loader node)."""
     import os
 
     import torch
@@ -84,5 +87,6 @@ def test_a_file_without_workflow_restores_nothing(comfy_server, editor):  # noqa
     path = write_loop(torch.rand(3, 32, 48, 3), os.path.join(folder, "bare"), format="webp")
     url = f"{comfy_server.url}/view?filename={os.path.basename(path)}&subfolder=t2c_drop&type=output"
     nodes = editor.evaluate(DROP, [url, os.path.basename(path), "image/webp"])
-    assert nodes == []
+    assert not any(n["type"] in ("LoopVideoWriter", "EmptyImage") for n in nodes)
+    assert all(n["type"] == "LoadImage" for n in nodes)
     editor.keyboard.press("Escape")  # the "unable to find workflow" notice

@@ -242,11 +242,12 @@ def test_stale_partial_files_of_dead_writers_are_removed(tmp_path, loop):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale_file = tmp_path / f".clip.mp4.t2c-{dead_pid}-abcd1234.partial"
-    stale_folder = tmp_path / f".seq.t2c-{dead_pid}-efgh5678.partial"
-    alive = tmp_path / f".other.mp4.t2c-{os.getpid()}-ijkl9012.partial"
-    foreign = tmp_path / f".notes.txt.{dead_pid}.partial"
-    for path in (stale_file, alive, foreign):
+    stale_file = tmp_path / f".clip.mp4.{dead_pid}.partial"
+    stale_folder = tmp_path / f".seq.{dead_pid}.partial"  # a png sequence's
+    stale_spool = tmp_path / f".clip.mp4.frames.{dead_pid}.partial"
+    alive = tmp_path / f".other.mp4.{os.getpid()}.partial"
+    foreign = tmp_path / "notes.partial"  # not a name the pack makes
+    for path in (stale_file, stale_spool, alive, foreign):
         path.write_bytes(b"x")
     stale_folder.mkdir()
     (stale_folder / "frame_00000.png").write_bytes(b"x")
@@ -278,3 +279,16 @@ def test_a_killed_writer_leaves_a_partial_that_the_next_write_removes(tmp_path):
     assert [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
     write_loop(torch.rand(2, 32, 32, 3), str(tmp_path / "next"), format="gif")
     assert os.listdir(tmp_path) == ["next.gif"]
+
+
+@pytest.mark.parametrize("fmt", ["apng", "gif", "png-sequence"])
+def test_a_batch_is_never_copied_whole(tmp_path, fmt):
+    """Frame by frame: the writer adds less than half of one uint8 copy of the batch (its own state is bounded)."""
+    from peak_memory import peak_rss
+
+    batch = torch.rand(96, 384, 384, 3)
+    write_loop(batch[:2], str(tmp_path / "warm-up"), format=fmt)  # imports and encoder set-up
+    with peak_rss() as memory:
+        write_loop(batch, str(tmp_path / "clip"), format=fmt)
+    uint8_copy = batch.numel()
+    assert memory.added < uint8_copy / 2, f"{memory.added / 2**20:.1f} MiB added"

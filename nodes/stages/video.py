@@ -2,10 +2,10 @@
 
 Frames come as one IMAGE batch or as an iterable of IMAGE chunks, and are
 converted and encoded one at a time: memory holds one uint8 frame (plus the
-encoder's state), never a second copy of the loop. Every format writes to a
-hidden ``.partial`` name beside the target and is renamed into place only when
-complete; partial files that a killed process left behind are removed on the
-next write into that folder. mp4/webm/webp go through PyAV (libx264,
+encoder's state), never a second copy of the loop. Every format is written
+through :func:`.files.atomic_write`: under a hidden ``.partial`` name beside the
+target, renamed into place only when complete; partial files that a killed
+process left behind are removed on the next write into that folder. mp4/webm/webp go through PyAV (libx264,
 libvpx-vp9, libwebp_anim); gif and apng through the streaming writers of
 :mod:`.animated_images`; a png sequence through Pillow.
 """
@@ -15,9 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optional, Union
@@ -28,6 +25,7 @@ from torch import Tensor
 
 from ...kernels.errors import InputError
 from . import animated_images
+from .files import atomic_write, partial_path
 
 log = logging.getLogger("text2cinemagraph")
 
@@ -71,10 +69,6 @@ FORMATS: dict[str, VideoFormat] = {
     "apng": VideoFormat("png", "apng"),
     "png-sequence": VideoFormat("", "png-sequence"),
 }
-
-PARTIAL_SUFFIX = ".partial"
-_PARTIAL_NAME = re.compile(r"^\..+\.t2c-(\d+)-[A-Za-z0-9_]+\.partial$")
-
 
 # ---------------------------------------------------------------- frames in
 
@@ -132,7 +126,7 @@ def _repeat_cycles(frames: Frames, chunks: Iterator[Tensor], size, cycles: int, 
     with open(spool, "w+b") as file:
         count = 0
         for frame in _uint8_frames(chunks, size):
-            file.write(frame.tobytes())
+            file.write(frame.data)
             count += 1
             yield frame
         shape = (size[0], size[1], 3)
@@ -144,7 +138,7 @@ def _repeat_cycles(frames: Frames, chunks: Iterator[Tensor], size, cycles: int, 
                 yield buffer
 
 
-def _palette_sample(first: Tensor, max_frames: int = 16, max_pixels: int = 4_000_000) -> np.ndarray:
+def _palette_sample(first: Tensor, max_frames: int = 16, max_pixels: int = 1_000_000) -> np.ndarray:
     """Frames spread over ``first`` (the batch, or the first streamed chunk), thinned to ``max_pixels``."""
     picks = first[:: max(1, len(first) // max_frames)][:max_frames]
     height, width = first.shape[1:3]
@@ -209,11 +203,10 @@ def _write_av(path: str, fmt: VideoFormat, frames: Iterator[np.ndarray], setting
         even = fmt.pix_fmt == "yuv420p"
         for index, frame in enumerate(frames):
             if index == 0:
-                stream.height, stream.width = (frame.shape[0] + 1) // 2 * 2, (frame.shape[1] + 1) // 2 * 2
-                if even and (stream.height, stream.width) != frame.shape[:2]:
-                    log.info("text2cinemagraph: padding %dx%d frames to even sizes for yuv420p", *frame.shape[1::-1])
-                if not even:
-                    stream.height, stream.width = frame.shape[:2]
+                height, width = frame.shape[:2]
+                if even and (height % 2 or width % 2):
+                    log.info("text2cinemagraph: padding %dx%d frames to even sizes for yuv420p", width, height)
+                stream.height, stream.width = (height + height % 2, width + width % 2) if even else (height, width)
             video_frame = av.VideoFrame.from_ndarray(_even(frame) if even else frame, format="rgb24")
             if fmt.container == "webp":
                 video_frame.pts, video_frame.time_base = round(1000 * index / settings.fps), stream.time_base
@@ -248,67 +241,6 @@ def _encode(temporary: str, fmt: VideoFormat, frames: Iterator[np.ndarray], sett
                 _write_gif(file, frames, settings)
             else:
                 animated_images.write_apng(file, frames, settings.fps, settings.loop_count, settings.metadata)
-
-
-# ---------------------------------------------------------------- files
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        import psutil
-    except ImportError:  # psutil is a ComfyUI requirement; without it, assume alive (keep the file)
-        return True
-    return psutil.pid_exists(pid)
-
-
-def remove_stale_partials(folder: str) -> list[str]:
-    """Delete this writer's ``.partial`` leftovers in ``folder`` whose writing process is gone.
-
-    Only names this writer makes (``.<name>.t2c-<pid>-<random>.partial``) directly in
-    ``folder`` are considered, and only when process ``<pid>`` no longer runs.
-    """
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        match = _PARTIAL_NAME.match(name)
-        if match is None or _process_alive(int(match.group(1))):
-            continue
-        path = os.path.join(folder, name)
-        try:
-            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-        except OSError as error:
-            log.warning("text2cinemagraph: cannot remove stale partial file %s: %s", path, error)
-            continue
-        log.info("text2cinemagraph: removed %s, left behind by an interrupted write", path)
-        removed.append(path)
-    return removed
-
-
-def _partial_name(folder: str, target: str, tag: str = "") -> str:
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(target)}{tag}.t2c-{os.getpid()}-", suffix=PARTIAL_SUFFIX, dir=folder
-    )
-    os.close(handle)
-    return temporary
-
-
-def _make_readable(path: str) -> None:
-    """Give the finished file the permissions a plain ``open()`` would (mkstemp makes it 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
-
-
-def _remove(path: Optional[str]) -> None:
-    if path is None:
-        return
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.exists(path):
-        os.remove(path)
 
 
 # ---------------------------------------------------------------- entry point
@@ -378,33 +310,22 @@ def write_loop(
     if fmt.extension and not path.lower().endswith("." + fmt.extension):
         path = f"{path}.{fmt.extension}"
     folder = os.path.dirname(os.path.abspath(path))
-    temporary = spool = None
     try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise InputError(output_name, f"cannot write into {folder!r}: {error.strerror or error}") from error
+    if fmt.writer == "png-sequence" and os.path.exists(path):
+        raise InputError(output_name, f"{path!r} already exists")
+    settings = EncodeSettings(fps, loop_count, quality, metadata, _palette_sample(first) if fmt.writer == "gif" else None)
+    del first
+    spool = partial_path(path + ".frames") if not isinstance(frames, Tensor) and repeat_cycles > 1 else None
+    with atomic_write(path) as temporary:
         try:
-            os.makedirs(folder, exist_ok=True)
-            remove_stale_partials(folder)
-            temporary = _partial_name(folder, path)
-            if not isinstance(frames, Tensor) and repeat_cycles > 1:
-                spool = _partial_name(folder, path, ".frames")
-        except OSError as error:
-            raise InputError(output_name, f"cannot write into {folder!r}: {error.strerror or error}") from error
-        if fmt.writer == "png-sequence":
-            if os.path.exists(path):
-                raise InputError(output_name, f"{path!r} already exists")
-            os.remove(temporary)
-            os.makedirs(temporary)
-        settings = EncodeSettings(
-            fps, loop_count, quality, metadata, _palette_sample(first) if fmt.writer == "gif" else None
-        )
-        del first
-        stream = _repeat_cycles(frames, chunks, size, repeat_cycles, spool)
-        _encode(temporary, fmt, _counted(stream, per_cycle * repeat_cycles, progress), settings)
-        if fmt.writer == "png-sequence" and os.path.exists(path):
-            raise InputError(output_name, f"{path!r} already exists")
-        _make_readable(temporary)
-        os.replace(temporary, path)
-        temporary = None
-    finally:
-        _remove(temporary)
-        _remove(spool)
+            if fmt.writer == "png-sequence":
+                os.makedirs(temporary)
+            stream = _repeat_cycles(frames, chunks, size, repeat_cycles, spool)
+            _encode(temporary, fmt, _counted(stream, per_cycle * repeat_cycles, progress), settings)
+        finally:
+            if spool is not None and os.path.exists(spool):
+                os.remove(spool)
     return path
