@@ -5,12 +5,12 @@ import torch
 from test_networks import models_dir  # noqa: F401  (fixture)
 
 from text2cinemagraph.kernels import euler_integrate
+from text2cinemagraph.kernels.morphology import erode
 from text2cinemagraph.nodes.stages.frames import (
     PairedAccumulator,
     RenderPlan,
     SplatAccumulator,
     animated_region,
-    erode,
 )
 from text2cinemagraph.nodes.stages.learned_frames import (
     CORRECTION_BAND,
