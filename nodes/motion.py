@@ -184,7 +184,7 @@ class EulerIntegrate:
 
     def integrate(self, flow, frames):
         from ..kernels.integrate import motion_bytes
-        from .stages.frames import require_memory
+        from .stages.memory import require_memory
 
         device = compute_device()
         height, width = flow.shape[-2:]
@@ -241,7 +241,7 @@ class SymmetricSplatFrameGen:
         return True
 
     def render(self, image, motion: Motion, method, frame_model=None):
-        from .stages.frames import render_bytes, require_memory
+        from .stages.memory import render_bytes, require_memory
 
         picture = check_picture(image, motion)
         height, width, channels = picture.shape
