@@ -185,6 +185,19 @@ def _codec_options(fmt: VideoFormat, quality: int) -> dict[str, str]:
     return {"quality": str(quality), "lossless": "1" if quality >= 100 else "0"}  # libwebp_anim
 
 
+# x264's lookahead holds about 20 MiB per 4K frame; its default depth (40 frames) costs
+# 0.8 GiB more peak memory at 3840x2160 than 10 frames (measured 2026-11-30, PyAV 18).
+LARGE_FRAME_PIXELS = 1920 * 1080
+LARGE_FRAME_LOOKAHEAD = "10"
+
+
+def _size_options(fmt: VideoFormat, width: int, height: int) -> dict[str, str]:
+    """Codec options that depend on the frame size: a short x264 lookahead above 1080p."""
+    if fmt.codec == "libx264" and width * height > LARGE_FRAME_PIXELS:
+        return {"rc-lookahead": LARGE_FRAME_LOOKAHEAD}
+    return {}
+
+
 def _write_av(path: str, fmt: VideoFormat, frames: Iterator[np.ndarray], settings: EncodeSettings) -> None:
     import av
 
@@ -207,6 +220,7 @@ def _write_av(path: str, fmt: VideoFormat, frames: Iterator[np.ndarray], setting
                 if even and (height % 2 or width % 2):
                     log.info("text2cinemagraph: padding %dx%d frames to even sizes for yuv420p", width, height)
                 stream.height, stream.width = (height + height % 2, width + width % 2) if even else (height, width)
+                stream.codec_context.options = {**stream.codec_context.options, **_size_options(fmt, width, height)}
             video_frame = av.VideoFrame.from_ndarray(_even(frame) if even else frame, format="rgb24")
             if fmt.container == "webp":
                 video_frame.pts, video_frame.time_base = round(1000 * index / settings.fps), stream.time_base
