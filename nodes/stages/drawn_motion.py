@@ -384,9 +384,9 @@ def drawn_direction_flow(network, picture: Tensor, drawing: Drawing, mask: Tenso
     ``picture`` is ``[H, W, C]`` in [0, 1] and ``drawing`` scaled to it; ``speed``
     and ``clamp`` as for :func:`.networks.predict.learned_direction_flow`.
     """
-    from .networks.predict import _check_options, network_inputs, network_output_to_flow, network_size
+    from .networks.predict import check_speed_options, network_inputs, network_output_to_flow, network_size
 
-    _check_options(speed, clamp)
+    check_speed_options(speed, clamp)
     labels, _ = moving_region(drawing, mask, 0.0)
     size = network_size(*labels.shape, network.config.multiple)
     rgb, net_mask = network_inputs(picture.cpu(), labels > 0, size)

@@ -115,7 +115,7 @@ def network_output_to_flow(
     return (flow[0].cpu() * region.to(torch.float32)).contiguous()
 
 
-def _check_options(speed: float, clamp: Optional[float]) -> None:
+def check_speed_options(speed: float, clamp: Optional[float]) -> None:
     if not (math.isfinite(speed) and speed > 0):
         raise InputError("speed", f"must be a positive multiplier, got {speed}")
     if clamp is not None and not (math.isfinite(clamp) and clamp >= 0):
@@ -145,7 +145,7 @@ def learned_flow(
     Returns:
         ``[2, H, W]`` float32 px/frame, zero outside the mask.
     """
-    _check_options(speed, clamp)
+    check_speed_options(speed, clamp)
     picture = single_picture(image)
     height, width = picture.shape[:2]
     region = check_masks(masks.float().cpu(), height, width).any(dim=0)
@@ -177,7 +177,7 @@ def learned_direction_flow(
     Returns:
         ``(flow [2, H, W] float32 px/frame zero outside the masks, angles in degrees per region)``.
     """
-    _check_options(speed, clamp)
+    check_speed_options(speed, clamp)
     picture = single_picture(image)
     height, width = picture.shape[:2]
     regions = check_masks(masks.float().cpu(), height, width)
