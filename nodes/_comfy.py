@@ -107,3 +107,61 @@ def release_cache(device: torch.device) -> None:
     import comfy.model_management
 
     comfy.model_management.soft_empty_cache()
+
+
+# --- sampler internals ----------------------------------------------------------------------
+# The twin pass reaches into ComfyUI's sampling at the points below; everything else it does
+# goes through ModelPatcher's public setters. Each entry fails with a message naming the
+# ComfyUI version it was written against when a newer ComfyUI changes the contract.
+
+TESTED_COMFYUI = "0.3.75"
+
+
+def _comfyui_version() -> str:
+    try:
+        import comfyui_version
+
+        return comfyui_version.__version__
+    except ImportError:
+        return "unknown"
+
+
+def diffusion_model_call(executor, args: tuple, kwargs: dict):
+    """The arguments of a ``WrappersMP.DIFFUSION_MODEL`` wrapper's call, by name.
+
+    Returns an ``inspect.BoundArguments`` of the UNet's ``_forward`` (``x``, ``timesteps``,
+    ``context``, ``y``, ``control``, ``transformer_options``, ``kwargs``); change its
+    ``arguments`` and call ``executor(*bound.args, **bound.kwargs)``.
+    """
+    import inspect
+
+    try:
+        bound = inspect.signature(executor.original).bind(*args, **kwargs)
+    except (AttributeError, TypeError) as error:
+        raise RuntimeError(
+            f"Text2Cinemagraph: the UNet wrapper call of ComfyUI {_comfyui_version()} does not match the one "
+            f"this pack was written for (ComfyUI {TESTED_COMFYUI}): {error}"
+        ) from error
+    for name in ("x", "timesteps", "context", "transformer_options"):
+        if name not in bound.signature.parameters:
+            raise RuntimeError(
+                f"Text2Cinemagraph: ComfyUI {_comfyui_version()}'s UNet takes no {name!r} argument "
+                f"(written for ComfyUI {TESTED_COMFYUI})"
+            )
+    if "transformer_options" not in bound.arguments:
+        bound.arguments["transformer_options"] = {}
+    return bound
+
+
+def refuse_split_evaluation(model_options: dict) -> None:
+    """Raise when ComfyUI evaluates the batch on per-device model clones (multi-GPU mode).
+
+    The twin pass's hooks live on the main model's modules and each UNet call must see both
+    images together; a split evaluation would silently skip the injection.
+    """
+    if model_options.get("multigpu_clones"):
+        raise RuntimeError(
+            "Text2Cinemagraph: the twin pass cannot run with ComfyUI's multi-GPU split evaluation "
+            "(the two images must be evaluated together on one device); disable the MultiGPU node or "
+            "option for this sampler"
+        )

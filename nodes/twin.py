@@ -15,7 +15,11 @@ import torch
 
 from ..kernels.errors import InputError
 from .stages.twin_attention import (
+    ARTISTIC,
     NATURAL,
+    NEGATIVE_ROW,
+    TWINS,
+    UNCOND,
     TwinAttention,
     TwinSchedule,
     injected_steps,
@@ -81,24 +85,64 @@ def _residual_layer(diffusion_model):
         raise InputError("model", "needs an SD1.x/SD2.x-style UNet (output block 4 must start with a ResBlock)") from error
 
 
-def _artistic_prompt_for_natural(positive: list) -> list:
-    """The processed positive condition with only the artistic prompt, batch 1."""
-    sliced = []
-    for entry in positive:
-        entry = dict(entry)
-        entry["model_conds"] = {
-            key: (c._copy_with(c.cond[0:1]) if getattr(c, "cond", None) is not None and c.cond.shape[0] == 2 else c)
-            for key, c in entry["model_conds"].items()
-        }
-        sliced.append(entry)
-    return sliced
+def _append_row(value, row: int, batch: int):
+    """``value`` with a copy of ``row`` appended to every tensor of ``batch`` rows (nested in
+    dicts and lists too: ControlNet residuals, ``y``); anything else unchanged."""
+    if torch.is_tensor(value):
+        return torch.cat([value, value[row:row + 1]]) if value.ndim and value.shape[0] == batch else value
+    if isinstance(value, dict):
+        return {key: _append_row(item, row, batch) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_append_row(item, row, batch) for item in value)
+    return value
 
 
-def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[float, float], negative_schedule: bool):
-    """A clone of ``model`` carrying the twin pass's patches."""
+def _append_context(context: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+    """``[B, L, C]`` context plus one row of ``prompt [1, L', C]``; token counts are repeated
+    to a common length, as ComfyUI does when it batches prompts of different lengths."""
+    length = math.lcm(context.shape[1], prompt.shape[1])
+    prompt = prompt.to(context.device, context.dtype)
+    return torch.cat([context.repeat(1, length // context.shape[1], 1), prompt.repeat(1, length // prompt.shape[1], 1)])
+
+
+def add_negative_row(call, artistic_prompt: torch.Tensor) -> bool:
+    """Append the natural image's scheduled-negative row to a UNet call holding the
+    unconditional chunk: the natural latent with the artistic prompt, receiving the artistic
+    image's unconditional features (marked by ``NEGATIVE_ROW`` in ``transformer_options``).
+    ``call`` is the bound UNet call; returns whether a row was added."""
+    options = call.arguments["transformer_options"]
+    chunks = list(options.get("cond_or_uncond", []))
+    batch = call.arguments["x"].shape[0]
+    if UNCOND not in chunks or batch != TWINS * len(chunks):
+        return False
+    chunk = chunks.index(UNCOND)
+    for name, value in list(call.arguments.items()):
+        if name == "context":
+            call.arguments[name] = _append_context(value, artistic_prompt)
+        elif name != "transformer_options":
+            call.arguments[name] = _append_row(value, chunk * TWINS + NATURAL, batch)
+    call.arguments["transformer_options"] = {**options, NEGATIVE_ROW: chunk * TWINS + ARTISTIC}
+    return True
+
+
+def _refuse_split_models(model) -> None:
+    get_models = getattr(model, "get_additional_models_with_key", None)
+    if get_models is not None and get_models("multigpu"):
+        raise InputError("model", "carries multi-GPU clones; the twin pass runs on one device, use the plain model")
+
+
+def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[float, float],
+                     artistic_prompt: torch.Tensor | None):
+    """A clone of ``model`` carrying the twin pass's patches.
+
+    With ``artistic_prompt`` (``[1, L, C]``) the natural image's unconditional prediction follows
+    the release's negative schedule, from a fifth row of the same UNet call.
+    """
     import comfy.patcher_extension
-    import comfy.samplers
 
+    from ._comfy import diffusion_model_call, refuse_split_evaluation
+
+    _refuse_split_models(model)
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
     residual_layer = _residual_layer(diffusion_model)
@@ -106,33 +150,42 @@ def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[floa
         patched.set_model_attn1_replace(state.attn1, block_name, index)
         patched.set_model_attn2_replace(state.attn2, block_name, index)
     patched.set_model_sampler_cfg_function(per_image_guidance(torch.tensor(scales)), disable_cfg1_optimization=True)
+    negative = {}  # the scheduled-negative prediction of the current step, from the UNet wrapper
 
-    def hold_residual_hook(executor, *args, **kwargs):
-        transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
-        state.begin_call(transformer_options)
+    def twin_unet_call(executor, *args, **kwargs):
+        call = diffusion_model_call(executor, args, kwargs)
+        extra = artistic_prompt is not None and add_negative_row(call, artistic_prompt)
+        options = call.arguments["transformer_options"]
+        state.begin_call(options, call.arguments["x"].shape[0])
         handle = residual_layer.register_forward_hook(state.residual_hook)
         try:
-            return executor(*args, **kwargs)
+            out = executor(*call.args, **call.kwargs)
         finally:
             handle.remove()
+        if not extra:
+            return out
+        negative["eps"], negative["sigma"] = out[-1:], float(options["sigmas"].reshape(-1)[0])
+        return out[:-1]
 
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, hold_residual_hook)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, twin_unet_call)
 
-    if negative_schedule:
+    if artistic_prompt is not None:
 
         def natural_negative(args):
+            refuse_split_evaluation(args["model_options"])
             cond_out, uncond_out = args["conds_out"][0], args["conds_out"][1]
             if uncond_out is None or args["conds"][0] is None:
                 return args["conds_out"]
-            where = state.locate({**args["model_options"].get("transformer_options", {}), "sigmas": args["sigma"]})
-            weight = negative_weight(where["step"], steps)
             x, sigma = args["input"], args["sigma"]
-            negative = comfy.samplers.calc_cond_batch(
-                args["model"], [_artistic_prompt_for_natural(args["conds"][0])],
-                x[NATURAL:NATURAL + 1], sigma[NATURAL:NATURAL + 1], args["model_options"],
-            )[0]
+            if negative.get("sigma") != float(sigma.reshape(-1)[0]):
+                raise RuntimeError("Text2Cinemagraph: the negative-schedule prediction of this step is missing "
+                                   "(the unconditional rows were not evaluated as the twin batch)")
+            where = state.locate({**args["model_options"].get("transformer_options", {}), "sigmas": sigma})
+            weight = negative_weight(where["step"], steps)
+            denoised = args["model"].model_sampling.calculate_denoised(
+                sigma[NATURAL:NATURAL + 1], negative.pop("eps").float(), x[NATURAL:NATURAL + 1])
             uncond_out = uncond_out.clone()
-            uncond_out[NATURAL] = weight * uncond_out[NATURAL] + (1.0 - weight) * negative[0]
+            uncond_out[NATURAL] = weight * uncond_out[NATURAL] + (1.0 - weight) * denoised[0]
             return [cond_out, uncond_out] + list(args["conds_out"][2:])
 
         patched.set_model_sampler_pre_cfg_function(natural_negative, disable_cfg1_optimization=True)
@@ -162,10 +215,12 @@ def sample_twins(model, artistic_positive, natural_positive, negative, latent, s
     schedule = TwinSchedule(
         attention_steps=injected_steps(attention_injection, steps),
         residual_steps=injected_steps(residual_injection, steps),
-        record_sigma_max=float(model_sampling.sigma(torch.tensor(float(RECORD_TIMESTEP)))),
+        record_sigma_max=float(model_sampling.sigma(torch.tensor(RECORD_TIMESTEP + 0.5))),
     )
     state = TwinAttention(schedule, (samples.shape[2], samples.shape[3]), optimized_attention)
-    patched = patch_twin_model(model, state, steps, (artistic_cfg, natural_cfg), negative_schedule)
+    positive = stack_twin_conditioning(artistic_positive, natural_positive)
+    artistic_prompt = positive[0][0][ARTISTIC:ARTISTIC + 1] if negative_schedule else None
+    patched = patch_twin_model(model, state, steps, (artistic_cfg, natural_cfg), artistic_prompt)
 
     twins = samples.repeat(2, 1, 1, 1)
     twins = comfy.sample.fix_empty_latent_channels(patched, twins)
@@ -173,7 +228,6 @@ def sample_twins(model, artistic_positive, natural_positive, negative, latent, s
         noise = torch.zeros_like(twins)
     else:
         noise = comfy.sample.prepare_noise(twins, seed, noise_inds=[0, 0])
-    positive = stack_twin_conditioning(artistic_positive, natural_positive)
     callback = latent_preview.prepare_callback(patched, steps)
     out = comfy.sample.sample_custom(
         patched, noise, natural_cfg, comfy.samplers.sampler_object("euler"), sigmas, positive, negative,

@@ -47,16 +47,17 @@ def test_without_injection_the_twins_equal_two_plain_runs(tiny):
     assert torch.allclose(natural["samples"], plain(tiny, "natural", 7.5), rtol=1e-4, atol=1e-3)
 
 
-def test_full_injection_gives_the_natural_image_the_artistic_attention(tiny, monkeypatch):
+def test_full_injection_gives_every_natural_row_the_artistic_attention(tiny, monkeypatch):
+    """Every UNet row of the natural image, the negative-schedule row included, gets the
+    artistic image's maps in output blocks 4..11: one call of 5 rows per step."""
     import text2cinemagraph.nodes.twin as twin
-    from text2cinemagraph.nodes.stages.twin_attention import TwinAttention, attention_probabilities
+    from text2cinemagraph.nodes.stages.twin_attention import TwinAttention, attention_probabilities, twin_layout
 
-    seen = {"checked": 0, "differ_elsewhere": 0}
+    seen = {"checked": 0, "differ_elsewhere": 0, "batches": set()}
 
     class Spy(TwinAttention):
         def attn1(self, q, k, v, options):
-            self.block = options["block"]
-            self.locate_last = self.locate(options)
+            self.block, self.layout = options["block"], twin_layout(q.shape[0], options)
             return super().attn1(q, k, v, options)
 
         def __init__(self, *args, **kwargs):
@@ -64,11 +65,14 @@ def test_full_injection_gives_the_natural_image_the_artistic_attention(tiny, mon
             inner = self.attention_fn
 
             def spy(q, k, v, heads):
-                if q.shape[0] == 4 and getattr(self, "block", None) is not None and q.shape == k.shape:
-                    maps = [attention_probabilities(q[row], k[row], heads) for row in range(4)]
-                    same = torch.equal(maps[0], maps[1]) and torch.equal(maps[2], maps[3])
+                if getattr(self, "block", None) is not None and q.shape == k.shape:
+                    seen["batches"].add(q.shape[0])
+                    twins, source = self.layout
+                    maps = [attention_probabilities(q[row], k[row], heads) for row in range(q.shape[0])]
+                    pairs = [(a, a + 1) for a in range(0, twins, 2)] + [(source, twins)]
+                    same = all(torch.equal(maps[a], maps[n]) for a, n in pairs)
                     if self.block[0] == "output" and self.block[1] >= 4:
-                        assert same, (self.block, self.locate_last, torch.equal(q[0], q[1]), torch.equal(k[0], k[1]))
+                        assert same, self.block
                         seen["checked"] += 1
                     elif not same:
                         seen["differ_elsewhere"] += 1
@@ -79,6 +83,7 @@ def test_full_injection_gives_the_natural_image_the_artistic_attention(tiny, mon
 
     monkeypatch.setattr(twin, "TwinAttention", Spy)
     twins(tiny, attention=1.0, residual=1.0)
+    assert seen["batches"] == {5}  # [uncond a, uncond n, cond a, cond n, negative n] in one call
     assert seen["checked"] == STEPS * 8  # every step, output blocks 4..11
     assert seen["differ_elsewhere"] > 0  # blocks that are not injected keep their own maps
 
