@@ -192,6 +192,13 @@ def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[floa
     return patched
 
 
+def release_start(noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Noise that ComfyUI's ``sigma * noise`` start turns into the release's: the LDM sampler
+    starts from unit-variance ``x_T`` at t = 981, which is ``sqrt(1 + sigma^2) * x_T`` in
+    ComfyUI's sigma space (0.24 % larger than ``sigma * x_T``)."""
+    return noise * (math.sqrt(1.0 + sigma**2) / sigma)
+
+
 def sample_twins(model, artistic_positive, natural_positive, negative, latent, seed, steps, artistic_cfg,
                  natural_cfg, attention_injection, residual_injection, negative_schedule):
     """Sample the artistic image and its natural twin in one run; returns (latent_a, latent_n, maps)."""
@@ -227,7 +234,7 @@ def sample_twins(model, artistic_positive, natural_positive, negative, latent, s
     if latent.get(INVERTED_KEY):
         noise = torch.zeros_like(twins)
     else:
-        noise = comfy.sample.prepare_noise(twins, seed, noise_inds=[0, 0])
+        noise = release_start(comfy.sample.prepare_noise(twins, seed, noise_inds=[0, 0]), float(sigmas[0]))
     callback = latent_preview.prepare_callback(patched, steps)
     out = comfy.sample.sample_custom(
         patched, noise, natural_cfg, comfy.samplers.sampler_object("euler"), sigmas, positive, negative,
@@ -245,9 +252,12 @@ def invert_latent(model, conditioning, latent, steps):
     samples = latent["samples"]
     model_sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu().flip(0)
-    if sigmas[0] == 0:
-        sigmas[0] = 1e-4  # Euler divides by the current sigma
-    samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    # The release's reverse_ddim treats the clean latent as x at timestep 0 (alpha_cumprod[0]),
+    # which in ComfyUI's sigma space is the latent times sqrt(1 + sigma(0)^2) at sigma(0)
+    # (also keeps Euler from dividing by a zero sigma).
+    start = float(model_sampling.sigma(torch.tensor(0.0)))
+    sigmas[0] = start
+    samples = comfy.sample.fix_empty_latent_channels(model, samples) * math.sqrt(1.0 + start**2)
     out = comfy.sample.sample_custom(
         model, torch.zeros_like(samples), 1.0, comfy.samplers.sampler_object("euler"), sigmas, conditioning,
         conditioning, samples, callback=latent_preview.prepare_callback(model, steps), disable_pbar=True,

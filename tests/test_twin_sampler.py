@@ -29,14 +29,17 @@ def twins(tiny, attention=0.5, residual=0.8, negative_schedule=True, model=None,
 
 
 def plain(tiny, prompt, cfg, seed=3):
-    """Core ComfyUI sampling of one prompt: the same sampler, schedule and noise."""
+    """Core ComfyUI sampling of one prompt: the same sampler, schedule and noise (scaled to the
+    release's unit-variance start, as the twin pass does)."""
     import comfy.sample
     import comfy.samplers
+
+    from text2cinemagraph.nodes.twin import release_start
 
     model, _, p = tiny
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "ddim_uniform", STEPS).cpu()
     latent = LATENT["samples"]
-    noise = comfy.sample.prepare_noise(latent, seed)
+    noise = release_start(comfy.sample.prepare_noise(latent, seed), float(sigmas[0]))
     return comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.sampler_object("euler"), sigmas,
                                       p[prompt], p["negative"], latent, seed=seed)
 
