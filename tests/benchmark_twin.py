@@ -38,7 +38,7 @@ def median_time(run, repeats: int = 3) -> float:
 def main() -> None:
     threads = int(os.environ.get("T2C_THREADS", "1"))
     torch.set_num_threads(threads)
-    size, steps = int(os.environ.get("T2C_SIZE", "256")), int(os.environ.get("T2C_STEPS", "20"))
+    size, steps = int(os.environ.get("T2C_SIZE", "512")), int(os.environ.get("T2C_STEPS", "20"))
     model, clip = tiny_checkpoint(0)  # imports ComfyUI
 
     import comfy.sample

@@ -61,7 +61,7 @@ def node_run(tiny, fractions, model=None):
     latent = {"samples": torch.zeros(1, 4, SIZE, SIZE)}
     artistic, natural, maps = sample_twins(model or base, p["artistic"], p["natural"], p["empty"], latent, SEED, STEPS,
                                            5.0, 7.5, *fractions)
-    return artistic["samples"] * SD15_SCALE, natural["samples"] * SD15_SCALE, maps.self_attention
+    return artistic["samples"] * SD15_SCALE, natural["samples"] * SD15_SCALE, maps.self_attention, maps.self_samples
 
 
 def reference_run(tiny, settings, unet=None):
@@ -88,6 +88,7 @@ def test_node_equals_the_release_reference(tiny, baseline, case):
     print(f"{case}: max |latent diff| / max |latent| artistic {artistic:.2e} natural {natural:.2e}; "
           f"max |map diff| / max map {maps:.2e}; latent max {float(theirs[1].abs().max()):.1f}")
     assert artistic < LATENT_TOL and natural < LATENT_TOL and maps < MAP_TOL
+    assert ours[3] == 28 * 5 * 2  # t <= 541: 28 steps x 5 layers x (cond, uncond)
     # the mechanism matters: switching it off moves the natural twin far more than the tolerance
     assert float((theirs[1] - baseline[1]).abs().max() / baseline[1].abs().max()) > 100 * LATENT_TOL
     assert torch.equal(theirs[0], baseline[0])  # nothing flows back into the artistic image
