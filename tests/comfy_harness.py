@@ -94,8 +94,11 @@ def core_txt2img_prompt(seed: int = 0, steps: int = 4, size: int = 64, prefix: s
 
 
 class ComfyServer:
-    def __init__(self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = ()):
+    def __init__(self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = (),
+                 model_paths: Optional[dict[str, str]] = None):
+        """``model_paths``: extra ComfyUI model folders, ``{folder name: path}``."""
         self.comfy_root = Path(comfy_root).resolve()
+        self.model_paths = dict(model_paths or {})
         self.base = Path(base)
         self.extra_packs = extra_packs
         self.custom_nodes = self.base / "custom_nodes"
@@ -121,7 +124,8 @@ class ComfyServer:
         for name in EXAMPLE_INPUTS:
             shutil.copy(REPO / "workflows" / "assets" / name, self.input_dir / name)
         config = self.base / "extra_model_paths.yaml"
-        config.write_text(f"t2c_tests:\n  custom_nodes: {self.custom_nodes}\n")
+        config.write_text(f"t2c_tests:\n  custom_nodes: {self.custom_nodes}\n"
+                          + "".join(f"  {name}: {path}\n" for name, path in self.model_paths.items()))
         self.port = free_port()
         command = [
             sys.executable, str(self.comfy_root / "main.py"),

@@ -37,6 +37,27 @@ ODISE_OPTION = {
 }
 BYPASSED = {"text_to_cinemagraph": ODISE_OPTION, "direction_control": ODISE_OPTION}
 
+# properties.models: the files a node needs and the ComfyUI model folder (folder_paths key) they
+# go in. No url: the release's networks ship in one Google Drive tarball, and the CLIPSeg model is
+# a folder (CIDAS/clipseg-rd64-refined on Hugging Face); without a url the editor lists them
+# but offers no download.
+NETWORKS = "t2c_networks"  # models/text2cinemagraph
+SEGMENTATION = "t2c_segmentation"  # models/text2cinemagraph/segmentation
+MODELS = {
+    "text_to_cinemagraph_paper": {
+        "13": [{"name": "motion-pretrained/latest_net_G.pth", "directory": NETWORKS}],
+        "15": [{"name": "video-pretrained/latest_net_G.pth", "directory": NETWORKS}],
+        "20": [{"name": "clipseg-rd64-refined", "directory": SEGMENTATION}],
+    }
+}
+
+
+def add_models(ui: dict, models: dict) -> dict:
+    for node in ui["nodes"]:
+        if str(node["id"]) in models:
+            node.setdefault("properties", {})["models"] = models[str(node["id"])]
+    return ui
+
 
 def main() -> None:
     comfy = os.environ.get("T2C_COMFYUI", str(REPO / ".venv" / "comfyui"))
@@ -50,6 +71,7 @@ def main() -> None:
     for api_path in sorted((REPO / "workflows" / "api").glob("*.json")):
         name = api_path.stem
         ui = api_to_ui(json.loads(api_path.read_text()), object_info, bypassed=BYPASSED.get(name))
+        ui = add_models(ui, MODELS.get(name, {}))
         ui_path = REPO / "workflows" / (name + ".json")
         ui_path.write_text(json.dumps(ui, indent=1) + "\n")
         print("wrote", ui_path.relative_to(REPO))
