@@ -153,6 +153,12 @@ def prompt_differences(editor: dict, shipped: dict) -> list[str]:
     return found
 
 
+def needs_pack_models(workflow: dict) -> bool:
+    """Whether a node names a file of the pack's model folders (``properties.models``)."""
+    return any(m.get("directory", "").startswith("t2c_") for node in workflow["nodes"]
+               for m in node.get("properties", {}).get("models", []))
+
+
 @pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_loads_in_the_editor_converts_and_runs(comfy_server, editor, path):
     workflow = json.loads(path.read_text())
@@ -178,11 +184,12 @@ def test_workflow_loads_in_the_editor_converts_and_runs(comfy_server, editor, pa
 
     converted = editor.evaluate("async () => { const p = await app.graphToPrompt(); return [p.output, p.workflow]; }")
     prompt, saved_workflow = converted
-    response = comfy_server.queue(shrink_for_cpu(prompt), workflow=saved_workflow)
-    assert response.status_code == 200, response.text
-    assert response.json()["node_errors"] == {}
-    entry = comfy_server.wait(response.json()["prompt_id"])
-    assert entry["status"]["status_str"] == "success", entry["status"]
+    if not needs_pack_models(workflow):  # those run in test_paper_workflow.py, on a server holding tiny networks
+        response = comfy_server.queue(shrink_for_cpu(prompt), workflow=saved_workflow)
+        assert response.status_code == 200, response.text
+        assert response.json()["node_errors"] == {}
+        entry = comfy_server.wait(response.json()["prompt_id"])
+        assert entry["status"]["status_str"] == "success", entry["status"]
 
     assert not any("127.0.0.1" in url for url in editor.blocked_requests)  # only other hosts were blocked
 
