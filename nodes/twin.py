@@ -77,12 +77,42 @@ def _attention_blocks(diffusion_model) -> list[tuple[str, int]]:
     return found
 
 
-def _residual_layer(diffusion_model):
-    try:
-        resblock = diffusion_model.output_blocks[4][0]
-        return resblock.out_layers[-1]
-    except (AttributeError, IndexError, TypeError) as error:
-        raise InputError("model", "needs an SD1.x/SD2.x-style UNet (output block 4 must start with a ResBlock)") from error
+SD1_BLOCKS = 12  # input and output blocks of an SD1.x / SD2.x UNet (SDXL has 9, SD3/Flux are transformers)
+INJECTED_BLOCKS = range(4, 12)  # output blocks whose self-attention q/k the natural image borrows
+RECORDED_BLOCKS = (("input", 4), ("input", 5), ("output", 6), ("output", 7), ("output", 8))
+# The averaged self-attention map grows as (H*W/256)^2 floats: 64 MiB at 1024 px, 1 GiB at 2048 px.
+# Recording at a coarser layer would change which layers the release averages (and the mask), so
+# the twin pass refuses sizes past this budget instead (SD1.x makes 512-768 px pictures).
+MAX_RECORD_BYTES = 256 * 2**20
+
+
+def check_sd1_layout(diffusion_model) -> None:
+    """Raise an InputError naming ``model`` unless the UNet has SD1.x/SD2.x's block layout:
+    the block indices of the release (output 4..11, output 4's ResBlock) mean nothing elsewhere."""
+    blocks = {"input": getattr(diffusion_model, "input_blocks", ()), "output": getattr(diffusion_model, "output_blocks", ())}
+    found = set(_attention_blocks(diffusion_model)) if all(blocks.values()) else set()
+    needed = {("output", i) for i in INJECTED_BLOCKS} | set(RECORDED_BLOCKS)
+    layout_ok = (len(blocks["input"]) == SD1_BLOCKS and len(blocks["output"]) == SD1_BLOCKS
+                 and needed <= found and hasattr(blocks["output"][4][0], "out_layers"))
+    if not layout_ok:
+        raise InputError(
+            "model",
+            f"has {len(blocks['input'])} input and {len(blocks['output'])} output blocks; the twin pass needs an "
+            "SD1.x or SD2.x UNet (12 and 12, like SD1.5), whose block numbers the paper's injection uses. SDXL, "
+            "SD3 and Flux models are not supported",
+        )
+
+
+def check_record_size(latent_hw: tuple[int, int]) -> None:
+    """Refuse latents whose recorded self-attention map would pass ``MAX_RECORD_BYTES``."""
+    tokens = (latent_hw[0] // 2) * (latent_hw[1] // 2)
+    if tokens * tokens * 4 > MAX_RECORD_BYTES:
+        raise InputError(
+            "latent",
+            f"is {latent_hw[1] * 8}x{latent_hw[0] * 8} px: its self-attention map ({tokens} tokens, "
+            f"{tokens * tokens * 4 / 2**30:.2f} GiB) passes the twin pass's {MAX_RECORD_BYTES // 2**20} MiB limit; "
+            "use at most about 2 megapixels (e.g. 1024x1024 or 1280x1280) and upscale the result",
+        )
 
 
 def _append_row(value, row: int, batch: int):
@@ -145,7 +175,8 @@ def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[floa
     _refuse_split_models(model)
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
-    residual_layer = _residual_layer(diffusion_model)
+    check_sd1_layout(diffusion_model)
+    residual_layer = diffusion_model.output_blocks[4][0].out_layers[-1]
     for block_name, index in _attention_blocks(diffusion_model):
         patched.set_model_attn1_replace(state.attn1, block_name, index)
         patched.set_model_attn2_replace(state.attn2, block_name, index)
@@ -216,6 +247,7 @@ def sample_twins(model, artistic_positive, natural_positive, negative, latent, s
             f"is {samples.shape[3] * 8}x{samples.shape[2] * 8} px; the twin pass needs sizes divisible by 64 "
             "(e.g. 512x512, 576x768)",
         )
+    check_record_size(tuple(samples.shape[2:]))
     model_sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu()
     steps = len(sigmas) - 1  # ddim_uniform rounds: 6 requested steps give 7

@@ -172,3 +172,33 @@ def test_inversion_then_twin_sampling_reconstructs_the_latent():
         assert torch.equal(artistic["samples"], natural["samples"])
         errors[steps] = float((artistic["samples"] - picture["samples"]).norm() / picture["samples"].norm())
     assert errors[10] < 0.02 and errors[40] < 0.6 * errors[10], errors
+
+
+def test_a_huge_latent_is_refused_before_sampling(tiny):
+    """The recorded self-attention map grows as (H*W/256)^2: 2048 px would hold 1 GiB."""
+    from text2cinemagraph.kernels.errors import InputError
+
+    with pytest.raises(InputError) as error:
+        twins(tiny, latent={"samples": torch.zeros(1, 4, 256, 256)})
+    assert error.value.input_name == "latent" and "2048x2048" in str(error.value) and "1.00 GiB" in str(error.value)
+
+
+def test_a_model_without_the_sd1_block_layout_is_refused(tiny):
+    """An SDXL-like UNet (three levels: 9 input and 9 output blocks) is named, not sampled with
+    SD1.5's block numbers."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    from comfy_test_pack.tiny_checkpoint import TINY_UNET_CONFIG
+
+    from text2cinemagraph.kernels.errors import InputError
+
+    config = dict(TINY_UNET_CONFIG, num_res_blocks=[2, 2, 2], channel_mult=[1, 2, 4],
+                  transformer_depth=[0, 0, 1, 1, 1, 1], transformer_depth_output=[0, 0, 0, 1, 1, 1, 1, 1, 1])
+    model_config = comfy.supported_models.SD15(config)
+    model_config.set_inference_dtype(torch.float32, None)
+    xl_like = comfy.model_patcher.ModelPatcher(model_config.get_model({}, "", device=torch.device("cpu")),
+                                               load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    with pytest.raises(InputError) as error:
+        twins(tiny, model=xl_like)
+    assert error.value.input_name == "model" and "9 output blocks" in str(error.value)
