@@ -26,7 +26,7 @@ def written_bytes() -> int:
         return int(next(line for line in handle if line.startswith("write_bytes")).split()[1])
 
 
-def median_time(run, repeats: int = 3) -> float:
+def median_time(run, repeats: int = int(os.environ.get("T2C_REPEATS", "3"))) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
