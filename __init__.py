@@ -5,7 +5,8 @@ Loaded by ComfyUI from ``custom_nodes/<any folder>`` (it reads
 without ComfyUI: the stages live in :mod:`.nodes.stages` and :mod:`.kernels`.
 """
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+if __package__:  # pytest may import this file alone when the checkout's folder name is not an identifier
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
 __version__ = "0.1.0"
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -77,7 +77,7 @@ def queue(args: argparse.Namespace) -> int:
     """Queue a workflow on a running ComfyUI server, follow it, download its outputs."""
     import requests
 
-    from .nodes.api_client import PromptError, queue_workflow
+    from .nodes.api_client import PromptError, QueueInterrupted, queue_workflow
 
     try:
         result = queue_workflow(
@@ -87,6 +87,7 @@ def queue(args: argparse.Namespace) -> int:
             out_dir=args.out,
             timeout=args.timeout,
             show_progress=not args.quiet,
+            upload_workflow_images=args.upload_workflow_images,
         )
     except PromptError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -97,8 +98,11 @@ def queue(args: argparse.Namespace) -> int:
     except requests.RequestException as error:
         print(f"error: cannot talk to ComfyUI at {args.server}: {error}", file=sys.stderr)
         return 1
+    except QueueInterrupted as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("interrupted; the prompt was cancelled on the server", file=sys.stderr)
+        print("interrupted before anything was queued; nothing runs on the server", file=sys.stderr)
         return 130
     for path in result.files:
         print(path)
@@ -108,7 +112,10 @@ def queue(args: argparse.Namespace) -> int:
 def convert_checkpoint_command(args: argparse.Namespace) -> int:
     from .nodes.stages.networks import convert_checkpoint
 
-    kind, count = convert_checkpoint(args.source, args.target)
+    try:
+        kind, count = convert_checkpoint(args.source, args.target)
+    except OSError as error:  # reading IN is checked inside; this is writing OUT (full disk, no permission)
+        raise InputError("OUT", f"cannot write {args.target!r}: {error.strerror or error}; nothing was written") from error
     print(f"{args.target}: {count} tensors of the {kind} network", file=sys.stderr)
     return 0
 
@@ -168,7 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NODE.INPUT=VALUE",
         help="change an input before queueing; NODE is a node id, title or class name; VALUE is JSON when it "
-        "parses (8, 0.5, true), else text; a LoadImage path to a local file is uploaded. Repeatable.",
+        "parses (8, 0.5, true), else text; a LoadImage path to a local picture is uploaded to the server (and "
+        "listed first). Repeatable.",
+    )
+    q.add_argument(
+        "--upload-workflow-images",
+        action="store_true",
+        help="also upload local pictures whose paths are written inside the workflow file (off by default: a "
+        "shared workflow could name any private file); only files Pillow opens as pictures are sent",
     )
     q.add_argument("--out", default="t2c_outputs", help="folder for the downloaded outputs (default ./t2c_outputs)")
     q.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")

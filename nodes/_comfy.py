@@ -4,10 +4,12 @@ that the pack imports (and its stages run) without ComfyUI installed."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Iterator, Optional
 
 import torch
+from torch import nn
 
 CATEGORY = "Text2Cinemagraph"
 
@@ -91,22 +93,56 @@ def model_path(name: str, filename: str) -> str | None:
     return folder_paths.get_full_path(name, filename)
 
 
-def make_room(device: torch.device, size_bytes: int) -> None:
-    """Ask ComfyUI to unload models from ``device`` until ``size_bytes`` (plus its reserve) fit."""
-    if device.type == "cpu":
-        return
+# --- the pack's own networks inside ComfyUI's model management ---------------------------
+# G_flow, G_frame, the hint network and the segmentation models are wrapped in a
+# ModelPatcher and loaded with load_models_gpu, so ComfyUI counts them, makes room
+# for them, and unloads them when it needs the memory (or on "Unload models").
+
+
+class _Held(nn.Module):
+    """A plain holder: ModelPatcher sets attributes (``device``) that some models define as read-only."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+
+@contextmanager
+def managed_model(module: nn.Module, on_unload: Optional[Callable[[], None]] = None) -> Iterator[torch.device]:
+    """Run ``module`` on ComfyUI's device as one of ComfyUI's loaded models; yields that device.
+
+    ``module`` stays loaded after the block until ComfyUI unloads it; ``on_unload``
+    runs then, so a cache of the pack can drop it and its memory is really freed.
+    """
     import comfy.model_management
+    import comfy.model_patcher
+    from comfy.patcher_extension import CallbacksMP
 
-    comfy.model_management.free_memory(size_bytes, device)
+    patcher = getattr(module, "_t2c_patcher", None)
+    if patcher is None:
+        patcher = comfy.model_patcher.ModelPatcher(
+            _Held(module),
+            load_device=comfy.model_management.get_torch_device(),
+            offload_device=comfy.model_management.unet_offload_device(),
+        )
+        if on_unload is not None:
+            patcher.add_callback(CallbacksMP.ON_DETACH, lambda _patcher, _unpatch_all: on_unload())
+        module._t2c_patcher = patcher  # one patcher per module: ComfyUI tracks it by identity
+    comfy.model_management.load_models_gpu([patcher], force_full_load=True)  # plain modules: all or nothing
+    # ComfyUI moves the modules that hold parameters; buffers of parameter-free modules follow here
+    patcher.model.to(patcher.load_device)
+    yield patcher.load_device
 
 
-def release_cache(device: torch.device) -> None:
-    """Return freed GPU memory to the driver (ComfyUI's soft cache flush)."""
-    if device.type == "cpu":
-        return
-    import comfy.model_management
+# ---------------------------------------------------------------- metadata (LoopVideoWriter)
 
-    comfy.model_management.soft_empty_cache()
+def metadata_disabled() -> bool:
+    """True when ComfyUI runs with ``--disable-metadata`` (outputs carry no prompt or workflow)."""
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return False
+    return bool(getattr(args, "disable_metadata", False))
 
 
 # --- sampler internals ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ The endpoints and messages used (ComfyUI 0.3.75 ``server.py`` / ``execution.py``
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -24,15 +25,14 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
 from ..kernels.errors import InputError
+from .api_files import PromptError, download_outputs, node_id_order, plan_uploads, upload_pictures
 from .workflow_format import is_ui_workflow, ui_to_api, unsupported_nodes
 
-# Node classes whose image input names a file in ComfyUI's input folder.
-IMAGE_LOADERS = {"LoadImage": "image", "LoadImageMask": "image", "LoadImageOutput": "image"}
 TERMINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 
 
-class PromptError(Exception):
-    """The server refused the prompt or failed to run it; the message is ComfyUI's own."""
+class QueueInterrupted(KeyboardInterrupt):
+    """Ctrl-C while queueing or waiting; the message says what happened to the prompt on the server."""
 
 
 @dataclass
@@ -80,6 +80,16 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
 def parse_override(text: str) -> Override:
     """``NODE.INPUT=VALUE``; NODE is an id, a title or a class name (may contain dots)."""
     target, equals, raw = text.partition("=")
@@ -103,12 +113,8 @@ def resolve_node(prompt: dict, key: str) -> str:
             return matches[0]
         if len(matches) > 1:
             raise InputError("--set", f"{key!r} matches several nodes by {describe} ({', '.join(matches)}); use the id")
-    known = ", ".join(f"{i} ({n.get('class_type')})" for i, n in sorted(prompt.items(), key=lambda kv: _id_key(kv[0])))
+    known = ", ".join(f"{i} ({n.get('class_type')})" for i, n in sorted(prompt.items(), key=lambda kv: node_id_order(kv[0])))
     raise InputError("--set", f"no node {key!r} in the workflow; nodes: {known}")
-
-
-def _id_key(node_id: str):
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
 def _declared_inputs(object_info: Optional[dict], class_type: str) -> Optional[dict]:
@@ -145,6 +151,11 @@ def apply_overrides(prompt: dict, overrides: list[Override], object_info: Option
             kind = declared[override.input][0]
             if kind == "STRING" or isinstance(kind, list):
                 value = override.raw
+        if not _finite(value):  # JSON has no NaN or Infinity: the prompt could not be sent
+            raise InputError(
+                "--set", f"{override.node}.{override.input}={override.raw} is not a finite number; "
+                "give a number such as 0.5"
+            )
         inputs[override.input] = value
     return prompt
 
@@ -191,39 +202,6 @@ def to_api_prompt(workflow: dict, object_info: dict) -> dict:
             "from the editor in API format (Workflow > Export (API)) and queue that file",
         )
     return ui_to_api(workflow, object_info)
-
-
-def upload_local_images(server: Server, prompt: dict, base_dirs: tuple[str, ...] = (".",)) -> list[str]:
-    """Upload pictures that image-loader nodes name by a local path; point the nodes at the uploads.
-
-    A value is a local path when it names an existing file (absolute, or relative to
-    one of ``base_dirs``); anything else is left as a name in the server's input folder.
-    Returns the local paths uploaded.
-    """
-    uploaded = []
-    for node_id, node in prompt.items():
-        name = IMAGE_LOADERS.get(node.get("class_type", ""))
-        value = node.get("inputs", {}).get(name) if name else None
-        if not isinstance(value, str):
-            continue
-        value = os.path.expanduser(value)
-        candidates = [value] if os.path.isabs(value) else [os.path.join(d, value) for d in base_dirs]
-        local = next((c for c in candidates if os.path.isfile(c)), None)
-        if local is None:
-            continue
-        with open(local, "rb") as handle:
-            response = server.session.post(
-                server.url + "/upload/image",
-                files={"image": (os.path.basename(local), handle, "application/octet-stream")},
-                data={"type": "input"},
-                timeout=server.request_timeout,
-            )
-        if response.status_code != 200:
-            raise PromptError(f"uploading {local!r} for node {node_id} failed: HTTP {response.status_code} {response.text}")
-        answer = response.json()
-        node["inputs"][name] = f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
-        uploaded.append(local)
-    return uploaded
 
 
 def describe_refusal(body: Any, prompt: Optional[dict] = None) -> str:
@@ -285,19 +263,57 @@ def submit(server: Server, prompt: dict, client_id: str, extra_data: Optional[di
     return answer["prompt_id"]
 
 
-def cancel(server: Server, prompt_id: str) -> None:
-    """Remove a prompt from the queue, or stop it if it is running (only that prompt)."""
-    import requests
-
-    try:
-        server.session.post(server.url + "/queue", json={"delete": [prompt_id]}, timeout=server.request_timeout)
-        server.session.post(server.url + "/interrupt", json={"prompt_id": prompt_id}, timeout=server.request_timeout)
-    except requests.RequestException:
-        pass
+def _queued_ids(server: Server) -> set[str]:
+    """Ids of the prompts running or waiting on the server (``GET /queue``)."""
+    queue = server.get_json("/queue")
+    return {
+        str(item[1])
+        for key in ("queue_running", "queue_pending")
+        for item in queue.get(key, [])
+        if isinstance(item, (list, tuple)) and len(item) > 1
+    }
 
 
 def _history_entry(server: Server, prompt_id: str) -> Optional[dict]:
     return server.get_json(f"/history/{prompt_id}").get(prompt_id)
+
+
+def cancel(server: Server, prompt_id: str, settle_s: float = 3.0) -> str:
+    """Remove a prompt from the queue, or stop it if it is running (only that prompt).
+
+    Returns what really happened, checked on the server afterwards: removed,
+    interrupted, already finished, or still there (the requests may fail or the
+    node may not stop at once).
+    """
+    import requests
+
+    try:
+        deleted = server.session.post(server.url + "/queue", json={"delete": [prompt_id]}, timeout=server.request_timeout)
+        stopped = server.session.post(
+            server.url + "/interrupt", json={"prompt_id": prompt_id}, timeout=server.request_timeout
+        )
+    except requests.RequestException as error:
+        return f"could not reach the server to cancel prompt {prompt_id} ({error}); it may still run there"
+    acknowledged = deleted.status_code == 200 and stopped.status_code == 200
+    asked = "cancel sent and acknowledged" if acknowledged else (
+        f"cancel sent but not acknowledged (HTTP {deleted.status_code} / {stopped.status_code})"
+    )
+    deadline = time.monotonic() + settle_s
+    try:
+        while True:
+            entry = _history_entry(server, prompt_id)
+            if entry is not None:
+                status = entry.get("status", {}).get("status_str")
+                if status == "success":
+                    return f"prompt {prompt_id} had already finished on the server ({asked} too late)"
+                return f"prompt {prompt_id} was interrupted on the server ({asked})"
+            if prompt_id not in _queued_ids(server):
+                return f"prompt {prompt_id} was removed from the server's queue before it ran ({asked})"
+            if time.monotonic() > deadline:
+                return f"{asked}, but prompt {prompt_id} is still queued or running on the server"
+            time.sleep(0.2)
+    except (requests.RequestException, ValueError) as error:
+        return f"{asked} for prompt {prompt_id}, but could not check the outcome ({error})"
 
 
 class _Progress:
@@ -395,8 +411,8 @@ def wait_for(
             if deadline is not None and now > deadline:
                 raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:g} s")
             if finished or now >= next_check:
-                entry = _history_entry(server, prompt_id)
-                if entry is not None:  # ComfyUI writes the history entry once the prompt has ended
+                entry = _ended_entry(server, prompt_id)
+                if entry is not None:
                     return entry
                 next_check = now + (0.25 if finished else 5.0 if connection is not None else poll_interval)
             if connection is None or finished:
@@ -425,6 +441,25 @@ def wait_for(
         progress.close()
 
 
+def _ended_entry(server: Server, prompt_id: str) -> Optional[dict]:
+    """The history entry of an ended prompt; None while it waits or runs.
+
+    ComfyUI moves a prompt from the queue to the history under one lock, so a
+    prompt in neither (checked history, queue, history again) was deleted by
+    another client or lost in a server restart: waiting would never end.
+    """
+    entry = _history_entry(server, prompt_id)
+    if entry is not None or prompt_id in _queued_ids(server):
+        return entry
+    entry = _history_entry(server, prompt_id)
+    if entry is None:
+        raise PromptError(
+            f"prompt {prompt_id} left the server's queue without running to the end and has no history: "
+            "another client deleted it, or the server restarted"
+        )
+    return entry
+
+
 def _receive(connection) -> Optional[dict]:
     import websocket
 
@@ -440,51 +475,6 @@ def _receive(connection) -> Optional[dict]:
         return None
 
 
-def output_files(history_entry: dict) -> list[dict]:
-    """Every file entry (``filename``, ``subfolder``, ``type``) in a history entry's outputs."""
-    files = []
-    for node_id, output in sorted(history_entry.get("outputs", {}).items(), key=lambda kv: _id_key(kv[0])):
-        for value in output.values():
-            if not isinstance(value, list):
-                continue
-            for entry in value:
-                if isinstance(entry, dict) and "filename" in entry:
-                    files.append({**entry, "node": node_id})
-    return files
-
-
-def _safe_join(root: str, *parts: str) -> str:
-    path = os.path.normpath(os.path.join(root, *[p for p in parts if p]))
-    if os.path.commonpath([os.path.abspath(root), os.path.abspath(path)]) != os.path.abspath(root):
-        raise PromptError(f"the server named an output outside the output folder: {os.path.join(*parts)!r}")
-    return path
-
-
-def download_outputs(server: Server, history_entry: dict, out_dir: str) -> list[str]:
-    """Fetch every output file via ``/view``: outputs into ``out_dir``, previews into ``out_dir/previews``."""
-    written = []
-    for entry in output_files(history_entry):
-        kind = entry.get("type", "output")
-        root = out_dir if kind == "output" else os.path.join(out_dir, "previews" if kind == "temp" else kind)
-        target = _safe_join(root, entry.get("subfolder", ""), entry["filename"])
-        params = {"filename": entry["filename"], "subfolder": entry.get("subfolder", ""), "type": kind}
-        response = server.session.get(server.url + "/view", params=params, timeout=server.request_timeout, stream=True)
-        response.raise_for_status()
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        partial = target + ".partial"
-        try:
-            with open(partial, "wb") as handle:
-                for chunk in response.iter_content(1 << 20):
-                    handle.write(chunk)
-            os.replace(partial, target)
-        except BaseException:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise
-        written.append(target)
-    return written
-
-
 def queue_workflow(
     server_url: str,
     workflow_path: str,
@@ -493,11 +483,16 @@ def queue_workflow(
     timeout: Optional[float] = None,
     show_progress: bool = True,
     log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+    upload_workflow_images: bool = False,
 ) -> QueueResult:
     """Queue a workflow file on a server, wait for it, download its outputs.
 
+    Only pictures named by ``--set`` are uploaded (and those named inside the
+    workflow with ``upload_workflow_images``); each is listed before it is sent.
+
     Raises :class:`InputError` for bad arguments, :class:`PromptError` with
     ComfyUI's message when the server refuses or fails the prompt,
+    :class:`QueueInterrupted` on Ctrl-C (saying what happened on the server),
     ``TimeoutError`` and ``requests`` errors otherwise.
     """
     workflow = load_workflow(workflow_path)
@@ -506,25 +501,39 @@ def queue_workflow(
     object_info = server.get_json("/object_info")
     prompt = to_api_prompt(workflow, object_info)
     apply_overrides(prompt, parsed, object_info)
+    named = {(resolve_node(prompt, o.node), o.input) for o in parsed}
     base_dirs = (".", os.path.dirname(os.path.abspath(workflow_path)))
-    for path in upload_local_images(server, prompt, base_dirs):
-        log(f"uploaded {path}")
+    uploads, skipped = plan_uploads(prompt, named, base_dirs, upload_workflow_images)
+    for upload in skipped:
+        log(
+            f"not uploading {upload.path} (named in the workflow, node {upload.node_id}); pass "
+            f"--set {upload.node_id}.{upload.input}=PATH or --upload-workflow-images to send it"
+        )
+    for upload in uploads:
+        log(f"will upload {upload.path} for node {upload.node_id} ({upload.input})")
+    try:
+        upload_pictures(server, prompt, uploads)
+    except KeyboardInterrupt:
+        raise QueueInterrupted("interrupted while uploading pictures; nothing was queued") from None
+    for upload in uploads:
+        log(f"uploaded {upload.path}")
     extra = None
     if is_ui_workflow(workflow) and not parsed:
         extra = {"extra_pnginfo": {"workflow": workflow}}  # saved into PNG outputs, as the editor does
     client_id = uuid.uuid4().hex
     connection = _connect_websocket(server, client_id)
     try:
-        prompt_id = submit(server, prompt, client_id, extra)
+        try:
+            prompt_id = submit(server, prompt, client_id, extra)
+        except KeyboardInterrupt:
+            raise QueueInterrupted("interrupted while queueing; the server may or may not have queued the prompt") from None
         log(f"queued prompt {prompt_id} on {server.url}")
         try:
             entry = wait_for(server, prompt_id, prompt, connection, timeout, show_progress)
         except KeyboardInterrupt:
-            cancel(server, prompt_id)
-            raise
+            raise QueueInterrupted(_cancel_after_ctrl_c(server, prompt_id)) from None
         except TimeoutError as error:
-            cancel(server, prompt_id)
-            raise TimeoutError(f"{error}; cancelled it on the server") from error
+            raise TimeoutError(f"{error}; {cancel(server, prompt_id)}") from error
     finally:
         if connection is not None:
             connection.close()
@@ -532,5 +541,18 @@ def queue_workflow(
         raise PromptError(describe_failure(entry))
     result = QueueResult(prompt_id, entry)
     if out_dir is not None:
-        result.files = download_outputs(server, entry, out_dir)
+        try:
+            result.files = download_outputs(server, entry, out_dir)
+        except KeyboardInterrupt:
+            raise QueueInterrupted(
+                f"interrupted while downloading; prompt {prompt_id} had finished on the server. Files already "
+                "downloaded are complete; the one being fetched was discarded"
+            ) from None
     return result
+
+
+def _cancel_after_ctrl_c(server: Server, prompt_id: str) -> str:
+    try:
+        return cancel(server, prompt_id)
+    except KeyboardInterrupt:
+        return f"a second Ctrl-C stopped the cancel request: prompt {prompt_id} may still run on the server"

@@ -149,10 +149,10 @@ class FlowPredictor:
         height, width = single_picture(image).shape[:2]
         masks = mask.float().cpu()
         if method == "learned":
-            with network_on(flow_model, "flow", "flow_model", compute_device()) as network:
+            with network_on(flow_model, "flow", "flow_model") as network:
                 flow = learned_flow(network, image, masks, conditioning, speed, learned_clamp)
         elif method == "learned_direction":
-            with network_on(flow_model, "hint", "flow_model", compute_device()) as network:
+            with network_on(flow_model, "hint", "flow_model") as network:
                 flow, _ = learned_direction_flow(
                     network, image, masks, direction, region_kind, seed, speed, learned_clamp, hint_scale
                 )
@@ -244,6 +244,6 @@ class SymmetricSplatFrameGen:
         if method == "learned":
             from .stages.learned_frames import render_learned_frames
 
-            with network_on(frame_model, "frame", "frame_model", compute_device()) as network:
+            with network_on(frame_model, "frame", "frame_model") as network:
                 return (render_learned_frames(picture, motion, network, progress=progress),)
         return (render_pixel_frames(picture, motion, progress=progress),)

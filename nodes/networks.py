@@ -13,7 +13,6 @@ import threading
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
-import torch
 from torch import nn
 
 from ..kernels.errors import InputError
@@ -28,7 +27,7 @@ RELEASE_FILES = {
     "hint": "motion-direction-pretrained/latest_net_G.pth",
     "frame": "video-pretrained/latest_net_G.pth",
 }
-CACHE_SIZE = 2  # networks kept loaded (a flow and a frame network)
+CACHE_SIZE = 2  # networks kept loaded (a flow and a frame network) until ComfyUI unloads them
 
 _cache: dict[tuple, tuple[str, nn.Module]] = {}
 _lock = threading.Lock()
@@ -73,8 +72,8 @@ def resolve_network_file(filename: str, input_name: str, kind: str) -> str:
     return path
 
 
-def load_cached(path: str, kinds: Iterable[str], input_name: str) -> tuple[str, nn.Module]:
-    """``(kind, network)`` for inference, on the CPU, reusing the last loaded networks."""
+def load_cached(path: str, kinds: Iterable[str], input_name: str) -> tuple[tuple, str, nn.Module]:
+    """``(cache key, kind, network)`` for inference, on the CPU, reusing the last loaded networks."""
     from .stages.networks import load_network
     from .stages.networks.checkpoints import DESCRIPTIONS
 
@@ -91,24 +90,25 @@ def load_cached(path: str, kinds: Iterable[str], input_name: str) -> tuple[str, 
     if hit[0] not in kinds:
         wanted = " or ".join(DESCRIPTIONS[k] for k in kinds)
         raise InputError(input_name, f"{os.path.basename(path)} holds {DESCRIPTIONS[hit[0]]}, but this needs {wanted}")
-    return hit
+    return key, hit[0], hit[1]
+
+
+def _forget(key: tuple) -> None:
+    """Drop a network ComfyUI unloaded, so that its memory is freed (it reloads from disk when next used)."""
+    with _lock:
+        _cache.pop(key, None)
 
 
 @contextmanager
-def network_on(filename: str, kind: str, input_name: str, device: torch.device) -> Iterator[nn.Module]:
-    """The network of ``kind`` chosen in a node's dropdown, on ``device`` while the block runs.
+def network_on(filename: str, kind: str, input_name: str) -> Iterator[nn.Module]:
+    """The network of ``kind`` chosen in a node's dropdown, on ComfyUI's device while the block runs.
 
-    On a GPU, ComfyUI first unloads what it must to make room, and the network
-    goes back to the CPU afterwards, so it never sits beside the diffusion model.
+    The network is one of ComfyUI's loaded models: ComfyUI makes room for it,
+    and unloads it (dropping it from this cache) when it needs the memory.
     """
-    from ._comfy import make_room, release_cache
+    from ._comfy import managed_model
 
     path = resolve_network_file(filename, input_name, kind)
-    network = load_cached(path, (kind,), input_name)[1]
-    if device.type != "cpu":
-        make_room(device, 2 * sum(p.numel() * p.element_size() for p in network.parameters()))
-    try:
-        yield network.to(device)
-    finally:
-        network.to("cpu")
-        release_cache(device)
+    key, _, network = load_cached(path, (kind,), input_name)
+    with managed_model(network, on_unload=lambda: _forget(key)):
+        yield network

@@ -8,13 +8,14 @@ from .stages.segmentation import (
     DEFAULT_VOCABULARY,
     MODELS_SUBFOLDER,
     NO_MODEL,
+    forget_segmenter,
     list_model_dirs,
     parse_vocabulary,
     require_odise,
     resolve_model,
     segment_picture,
 )
-from ._comfy import CATEGORY, compute_device, model_folder_paths
+from ._comfy import CATEGORY, managed_model, model_folder_paths
 
 MODELS_FOLDER_NAME = "t2c_segmentation"  # the key in ComfyUI's folder_paths / extra_model_paths.yaml
 
@@ -101,6 +102,7 @@ class ODISESegment:
         roots = segmentation_roots()
         folder = resolve_model(model, roots, backend)
         result = segment_picture(
-            image, vocabulary, backend, folder, threshold, device=compute_device(), model_roots=roots
+            image, vocabulary, backend, folder, threshold, model_roots=roots,
+            host=lambda network: managed_model(network, on_unload=forget_segmenter),
         )
         return (result.mask.unsqueeze(0), result.overlay.unsqueeze(0))

@@ -422,8 +422,11 @@ def test_learned_direction_gives_each_region_its_hint():
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
-    """A stand-in for ComfyUI's folder_paths with an empty models folder, and a CPU device."""
+    """A stand-in for ComfyUI's folder_paths with an empty models folder, and ComfyUI on the CPU."""
+    from comfy_inprocess import import_comfy
     from text2cinemagraph.nodes import motion, networks
+
+    import_comfy()  # the networks run as ComfyUI's loaded models
 
     fake = types.ModuleType("folder_paths")
     fake.models_dir = str(tmp_path / "models")
@@ -504,6 +507,13 @@ def test_flow_predictor_runs_the_network_chosen_in_the_dropdown(models_dir):
     )
     assert flow.shape == (2, 64, 64) and flow.abs().max() > 0 and preview.shape == (1, 64, 64, 3)
     assert torch.equal(flow[:, mask[0] == 0], torch.zeros(2, int((mask[0] == 0).sum())))
+    import comfy.model_management as management
+    from text2cinemagraph.nodes import networks
+
+    ((_, network),) = networks._cache.values()
+    assert any(loaded.model.model.network is network for loaded in management.current_loaded_models)
+    management.unload_all_models()  # ComfyUI needs the memory: the pack's cache lets G_flow go
+    assert networks._cache == {}
     flow, _ = node.predict(image, mask, "learned_direction", "downwards", 0.3, "generic", 0, flow_model=choices[0])
     assert flow.abs().max() > 0
     with pytest.raises(InputError, match="holds the direction-hint flow network.*needs G_flow"):

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from comfy_inprocess import import_comfy
 from text2cinemagraph.kernels import InputError
 from text2cinemagraph.nodes.stages import segmentation as seg
 from text2cinemagraph.nodes.stages import vocabulary
@@ -504,7 +505,9 @@ def test_node_lists_model_folders_and_segments_through_them(models, monkeypatch,
 
     fake = fake_folder_paths(models.base)
     monkeypatch.setitem(sys.modules, "folder_paths", fake)
-    monkeypatch.setattr(node_module, "compute_device", lambda: torch.device("cpu"))
+    import_comfy()  # the node runs its model through ComfyUI's model management
+    import comfy.model_management as management
+
     spec = node_module.ODISESegment.INPUT_TYPES()["required"]
     assert fake.get_folder_paths("t2c_segmentation") == [models.root]
     assert spec["model"][0] == ["clipseg-tiny", "mask2former-tiny", "oneformer-tiny", "shi-labs/oneformer-hub-layout"]
@@ -512,6 +515,10 @@ def test_node_lists_model_folders_and_segments_through_them(models, monkeypatch,
     assert all(options.get("tooltip") for _, options in spec.values())
     mask, overlay = node_module.ODISESegment().segment(picture(40, 30), "water; sky", "auto", "mask2former-tiny", 0.0)
     assert mask.shape == (1, 40, 30) and overlay.shape == (1, 40, 30, 3)
+    (segmenter,) = seg._cache.values()
+    assert any(loaded.model.model.network is segmenter.model for loaded in management.current_loaded_models)
+    management.unload_all_models()  # ComfyUI frees memory: the pack's cache lets the model go
+    assert seg._cache == {}
 
     empty = fake_folder_paths(str(tmp_path))
     monkeypatch.setitem(sys.modules, "folder_paths", empty)

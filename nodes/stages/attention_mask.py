@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...kernels.errors import InputError
+from .inputs import require_finite
 
 CLIP_START, CLIP_END = 49406, 49407  # CLIP's start- and end-of-text token ids
 SPECTRAL_RESTARTS = 100  # k-means restarts of the spectral embedding, as the release (n_init 100)
@@ -167,7 +168,12 @@ def attention_cluster_mask(
     """
     if segmentation is not None:
         if segmentation.ndim == 3:
+            if segmentation.shape[0] != 1:
+                raise InputError(
+                    "segmentation", f"is a batch of {segmentation.shape[0]} masks; connect one mask (of the region)"
+                )
             segmentation = segmentation[0]
+        require_finite(segmentation, "segmentation", "a mask")
         if not (segmentation > 0.5).any():
             raise InputError("segmentation", "is empty; the segmentation found no pixel of the region")
         reference = coverage_on_grid(segmentation, grid)

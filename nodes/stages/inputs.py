@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ...kernels.errors import InputError
+
+
+def require_finite(values: Tensor, name: str, what: str) -> None:
+    """Refuse NaN or infinite entries, which would spread through every later stage."""
+    bad = int((~torch.isfinite(values)).sum()) if values.is_floating_point() else 0
+    if bad:
+        raise InputError(
+            name,
+            f"has {bad} NaN or infinite values out of {values.numel()}; {what} must hold finite numbers in 0..1 "
+            "(check the node that made it, e.g. a VAE decode that overflowed in half precision)",
+        )
 
 
 def single_picture(image: Tensor, name: str = "image") -> Tensor:
@@ -15,6 +27,7 @@ def single_picture(image: Tensor, name: str = "image") -> Tensor:
         image = image[0]
     if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
         raise InputError(name, f"expected an [H, W, C] picture, got shape {tuple(image.shape)}")
+    require_finite(image, name, "a picture")
     return image
 
 
@@ -24,6 +37,7 @@ def check_masks(masks: Tensor, height: int, width: int) -> Tensor:
         masks = masks.unsqueeze(0)
     if masks.ndim != 3:
         raise InputError("mask", f"expected a [B, H, W] mask batch, got shape {tuple(masks.shape)}")
+    require_finite(masks, "mask", "a mask")
     if tuple(masks.shape[1:]) != (height, width):
         raise InputError(
             "mask",

@@ -62,8 +62,8 @@ def taper_profile(region: Tensor, taper_px: int) -> Tensor:
 
 def region_flow(
     region: Tensor, angle_deg: float, speed: float, generator: torch.Generator, settings: FlowSettings
-) -> Tensor:
-    """``[2, H, W]`` flow of one region, mean speed ``speed`` px/frame over its interior."""
+) -> tuple[Tensor, Tensor]:
+    """``([2, H, W] flow, [H, W] taper profile)`` of one region, mean speed ``speed`` px/frame over its interior."""
     height, width = region.shape
     taper_px = max(3, round(settings.taper_fraction * min(height, width)))
     profile = taper_profile(region, taper_px)
@@ -75,7 +75,24 @@ def region_flow(
     if not interior.any():
         interior = profile >= profile.max() * 0.5
     mean_speed = flow.norm(dim=0)[interior].mean()
-    return flow * (speed / mean_speed)
+    return flow * (speed / mean_speed), profile
+
+
+def blend_regions(flows: Tensor, profiles: Tensor) -> Tensor:
+    """``[2, H, W]``: the regions' flows ``[R, 2, H, W]`` merged without adding speeds where they overlap.
+
+    Where several regions cover a pixel their flows are averaged (weighted by
+    how deep inside each region the pixel is) and the average takes the mean of
+    their speeds, so two identical masks move exactly as one. Outside overlaps
+    each region keeps its own flow and taper.
+    """
+    depth = profiles.sum(0).clamp(min=1.0)
+    blended = flows.sum(0) / depth
+    wanted_speed = flows.norm(dim=1).sum(0) / depth
+    speed = blended.norm(dim=0)
+    overlap = (profiles > 0).sum(0) > 1
+    rescale = torch.where(overlap & (speed > 1e-6), wanted_speed / speed.clamp(min=1e-6), torch.ones_like(speed))
+    return blended * rescale
 
 
 def procedural_flow(
@@ -109,13 +126,14 @@ def procedural_flow(
     regions = check_masks(masks, height, width)
     specs = parse_direction_spec(direction, regions.shape[0])
     generator = torch.Generator().manual_seed(int(seed))
-    flow = torch.zeros((2, *regions.shape[1:]), dtype=torch.float32)
-    angles = []
+    flows, profiles, angles = [], [], []
     for region, spec in zip(regions.cpu(), specs):
         angle = resolve_angle(spec.direction, spec.kind or region_kind, region, generator)
-        flow += region_flow(region, angle, speed, generator, settings)
+        flow, profile = region_flow(region, angle, speed, generator, settings)
+        flows.append(flow)
+        profiles.append(profile)
         angles.append(angle)
-    return flow, angles
+    return blend_regions(torch.stack(flows), torch.stack(profiles)).float(), angles
 
 
 def flow_to_rgb(flow: Tensor) -> Tensor:

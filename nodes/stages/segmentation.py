@@ -36,7 +36,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -470,12 +470,24 @@ def _load(what: str, backend: str, folder: str, loader):
         return loader()
     except InputError:
         raise
-    except Exception as error:  # noqa: BLE001 - any failure of a third-party loader means a bad folder
-        raise InputError(
-            "model",
-            f"cannot load the {what} of the {backend} model in {folder}: {type(error).__name__}: {error}. "
-            f"The file is probably incomplete or corrupted: download {WEIGHTS_SOURCES[backend]} again",
-        ) from error
+    except Exception as error:  # noqa: BLE001 - a third-party loader: reported by its cause below
+        raise InputError("model", f"cannot load the {what} of the {backend} model in {folder}: {_load_failure(error, backend)}") from error
+
+
+def _load_failure(error: Exception, backend: str) -> str:
+    """Why a loader failed, and what to do: out of memory, a missing library, or a damaged download."""
+    text = f"{type(error).__name__}: {str(error).strip()[:400]}"
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(error).lower():
+        return f"out of memory ({text}). Close other models (ComfyUI's 'Unload models') or use a smaller model"
+    if isinstance(error, ImportError):
+        missing = getattr(error, "name", None) or str(error)
+        return (
+            f"a library it needs is missing ({text}). Install {missing!r} into ComfyUI's Python "
+            "(pip install ...), or update transformers"
+        )
+    if isinstance(error, PermissionError):
+        return f"a file cannot be read ({text}); check its permissions"
+    return f"{text}. The file is probably incomplete or corrupted: download {WEIGHTS_SOURCES[backend]} again"
 
 
 def _load_part(what: str, loader_class, folder: str, backend: str, **overrides):
@@ -491,34 +503,38 @@ def _load_weights(model_class, folder: str, backend: str):
         lambda: model_class.from_pretrained(folder, local_files_only=True, output_loading_info=True),
     )
     missing = [k for k in info.get("missing_keys", ()) if not k.startswith("criterion.")]
-    total = max(1, len(model.state_dict()))
-    if len(missing) > 0.1 * total:
+    if missing:
+        total = max(1, len(model.state_dict()))
+        shown = ", ".join(missing[:5]) + (f" ... and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise InputError(
             "model",
-            f"the weights in {folder} do not fit its config.json: {len(missing)} of {total} tensors are missing "
-            f"(e.g. {missing[0]}). The folder mixes files of different models: "
-            f"download {WEIGHTS_SOURCES[backend]} again",
-        )
-    if missing:
-        log.warning(
-            "ODISESegment: %d tensors missing from %s (e.g. %s); they keep random values",
-            len(missing), folder, missing[0],
+            f"the weights in {folder} do not fit its config.json: they lack {len(missing)} of its {total} tensors "
+            f"({shown}), which would be left random. "
+            f"The folder mixes files of different models or the download is "
+            f"incomplete: download {WEIGHTS_SOURCES[backend]} again",
         )
     return model.eval()
 
 
-@contextlib.contextmanager
-def _on_device(model: torch.nn.Module, device: torch.device | None) -> Iterator[torch.device]:
-    """Run on ``device``; the cached model goes back to the CPU afterwards (VRAM stays free for SD)."""
-    device = torch.device("cpu") if device is None else torch.device(device)
-    if device.type == "cpu":
-        yield device
-        return
-    model.to(device)
-    try:
-        yield device
-    finally:
-        model.to("cpu")
+ModelHost = Callable[[torch.nn.Module], ContextManager[torch.device]]
+
+
+def device_host(device: torch.device | str | None) -> ModelHost:
+    """Run a cached model on ``device``, moving it back to the CPU afterwards (VRAM stays free for SD)."""
+
+    @contextlib.contextmanager
+    def host(model: torch.nn.Module) -> Iterator[torch.device]:
+        target = torch.device("cpu") if device is None else torch.device(device)
+        if target.type == "cpu":
+            yield target
+            return
+        model.to(target)
+        try:
+            yield target
+        finally:
+            model.to("cpu")
+
+    return host
 
 
 def _pil(picture: Tensor):
@@ -539,12 +555,12 @@ class _ClipSeg:
         self.image_processor = _load_part("image processor", tf.ViTImageProcessor, folder, "clipseg")
 
     @torch.inference_mode()
-    def probabilities(self, picture: Tensor, classes, device) -> tuple[Tensor, Tensor, tuple[str, ...]]:
+    def probabilities(self, picture: Tensor, classes, host: ModelHost) -> tuple[Tensor, Tensor, tuple[str, ...]]:
         prompts = [word for words in classes for word in words]
         owner = [k for k, words in enumerate(classes) for _ in words]
         pixels = self.image_processor(images=[_pil(picture)], return_tensors="pt")["pixel_values"]
         logits = []
-        with _on_device(self.model, device) as on:
+        with host(self.model) as on:
             for start in range(0, len(prompts), _CLIPSEG_BATCH):
                 chunk = prompts[start : start + _CLIPSEG_BATCH]
                 text = self.tokenizer(chunk, padding=True, truncation=True, return_tensors="pt")
@@ -606,12 +622,12 @@ class _MaskFormer:
         return inputs
 
     @torch.inference_mode()
-    def probabilities(self, picture: Tensor, classes, device) -> tuple[Tensor, Tensor, tuple[str, ...]]:
+    def probabilities(self, picture: Tensor, classes, host: ModelHost) -> tuple[Tensor, Tensor, tuple[str, ...]]:
         match = match_labels(classes, self.id2label)
         _check_label_match(match, classes, self.id2label, self.folder)
         inputs = self._inputs(picture)
         valid = _valid_fraction(inputs.get("pixel_mask"))
-        with _on_device(self.model, device) as on:
+        with host(self.model) as on:
             out = self.model(**{k: v.to(on) for k, v in inputs.items() if isinstance(v, Tensor)})
             labels = semantic_label_probabilities(out.class_queries_logits[0], out.masks_queries_logits[0]).cpu()
         maps = torch.cat([gather_classes(labels, match.label_ids), gather_classes(labels, [match.all_ids])])
@@ -649,7 +665,7 @@ class _Odise:
         return model.eval()
 
     @torch.inference_mode()
-    def probabilities(self, picture: Tensor, classes, device) -> tuple[Tensor, Tensor, tuple[str, ...]]:
+    def probabilities(self, picture: Tensor, classes, host: ModelHost) -> tuple[Tensor, Tensor, tuple[str, ...]]:
         from detectron2.data import MetadataCatalog
         from detectron2.data import transforms as T
         from odise.modeling.wrapper import OpenPanopticInference
@@ -669,7 +685,7 @@ class _Odise:
         augmented = T.AugInput(array)
         T.AugmentationList(self.augmentation)(augmented)
         image = torch.as_tensor(augmented.image.astype("float32").transpose(2, 0, 1))
-        with _on_device(self.model, device):
+        with host(self.model):
             result = wrapper([{"image": image, "height": height, "width": width}])[0]
         probabilities = normalise_scores(result["sem_seg"].float().cpu())
         every_id = sorted({i for ids in label_ids for i in ids})
@@ -698,6 +714,11 @@ def load_segmenter(folder: str, backend: str):
                     "backend", f"ODISE is installed but does not import ({error}); see its install notes"
                 ) from error
     return _cache[key]
+
+
+def forget_segmenter() -> None:
+    """Drop the cached segmenter (ComfyUI unloaded its model: free the memory; reload when next used)."""
+    _cache.clear()
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -742,6 +763,7 @@ def segment_picture(
     threshold: float = DEFAULT_THRESHOLD,
     device: torch.device | str | None = None,
     model_roots: Sequence[str] = (),
+    host: ModelHost | None = None,
 ) -> Segmentation:
     """Segment the vocabulary's classes in a picture.
 
@@ -752,6 +774,7 @@ def segment_picture(
         model_dir: the model folder (a Hugging Face folder, or one holding an ODISE checkpoint).
         threshold: minimum probability of a masked pixel.
         device: where to run (the model is cached on the CPU).
+        host: instead of ``device``, how to run the model (ComfyUI's model management in the node).
         model_roots: where models are looked for, named in the message when ``model_dir`` is None.
 
     Returns:
@@ -772,7 +795,7 @@ def segment_picture(
     if concrete == "odise":
         require_odise()
     segmenter = load_segmenter(model_dir, concrete)
-    probabilities, union, unknown = segmenter.probabilities(picture, classes, device)
+    probabilities, union, unknown = segmenter.probabilities(picture, classes, host or device_host(device))
     mask = threshold_mask(probabilities, union, threshold, classes)
     return Segmentation(
         mask=mask.float(),

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ....kernels.errors import InputError
+from ..files import atomic_write
 from .flow_net import FlowNetConfig, SPADEXAttnUnet4MotionSD
 from .frame_net import FrameNetConfig, SPADEUnet4SoftmaxSplating
 from .hint_net import HintNetConfig, SPADEUnet4MaskMotion
@@ -126,7 +127,29 @@ def _weight(state: dict[str, Tensor], prefix: str) -> Tensor:
     raise KeyError(prefix + ".weight")
 
 
-def infer_config(kind: str, state: dict[str, Tensor], metadata: Optional[dict[str, str]] = None) -> Config:
+def _config_from_metadata(config_type: type, text: str, name: str, label: str) -> Config:
+    """The sizes recorded by :func:`save_network`; a damaged record is refused, not guessed around."""
+    try:
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a JSON object, got {type(values).__name__}")
+        known = {f.name for f in fields(config_type)}
+        return config_type(**{k: v for k, v in values.items() if k in known})
+    except (ValueError, TypeError) as error:
+        raise InputError(
+            name,
+            f"{label} has damaged metadata ({META_CONFIG}: {_first_line(error)}); convert or export the network "
+            "again (python -m text2cinemagraph convert-checkpoint, or the training's latest_net_G.safetensors)",
+        ) from None
+
+
+def infer_config(
+    kind: str,
+    state: dict[str, Tensor],
+    metadata: Optional[dict[str, str]] = None,
+    name: str = "checkpoint",
+    label: str = "the file",
+) -> Config:
     """The sizes of the network a state dict was saved from.
 
     Safetensors written by this pack record them in their metadata; for the
@@ -135,9 +158,7 @@ def infer_config(kind: str, state: dict[str, Tensor], metadata: Optional[dict[st
     """
     config_type = CONFIG_TYPES[kind]
     if metadata and metadata.get(META_KIND) == kind and META_CONFIG in metadata:
-        known = {f.name for f in fields(config_type)}
-        values = json.loads(metadata[META_CONFIG])
-        return config_type(**{k: v for k, v in values.items() if k in known})
+        return _config_from_metadata(config_type, metadata[META_CONFIG], name, label)
     try:
         if kind == FLOW:
             conv1, dconv8 = state["conv1.weight"], state["dconv8.weight"]
@@ -234,7 +255,7 @@ def load_network(
     if kind not in kinds:
         wanted = " or ".join(DESCRIPTIONS[k] for k in kinds)
         raise InputError(name, f"{label} holds {DESCRIPTIONS[kind]}, but this needs {wanted}")
-    network = build_network(kind, infer_config(kind, state, metadata), device="meta")
+    network = build_network(kind, infer_config(kind, state, metadata, name, label), device="meta")
     check_state_dict(network, state, name, label)
     network.load_state_dict(state, strict=True, assign=True)
     network = network.float().to(device)
@@ -250,7 +271,8 @@ def save_network(network: nn.Module, kind: str, path: str) -> None:
     from safetensors.torch import save_file
 
     state = {key: value.detach().cpu().contiguous().clone() for key, value in network.state_dict().items()}
-    save_file(state, path, metadata=_metadata(kind, network.config))
+    with atomic_write(path) as partial:
+        save_file(state, partial, metadata=_metadata(kind, network.config))
 
 
 def _metadata(kind: str, config: Config) -> dict[str, str]:
@@ -268,15 +290,12 @@ def convert_checkpoint(source: str, target: str) -> tuple[str, int]:
     kind = detect_kind(state)
     if kind is None:
         raise InputError("IN", f"{label} is none of the Text2Cinemagraph networks ({', '.join(DESCRIPTIONS.values())})")
-    config = infer_config(kind, state, metadata)
+    config = infer_config(kind, state, metadata, "IN", label)
     check_state_dict(build_network(kind, config, device="meta"), state, "IN", label)
     if not target.lower().endswith(".safetensors"):
         raise InputError("OUT", f"must end in .safetensors, got {target!r}")
     from safetensors.torch import save_file
 
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
-    partial = target + ".partial"
-    save_file({k: v.contiguous().clone() for k, v in state.items()}, partial, metadata=_metadata(kind, config))
-    os.replace(partial, target)
+    with atomic_write(target) as partial:
+        save_file({k: v.contiguous().clone() for k, v in state.items()}, partial, metadata=_metadata(kind, config))
     return kind, len(state)

@@ -20,7 +20,8 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from ..networks.checkpoints import read_state_dict, save_network
+from ..files import atomic_write
+from ..networks.checkpoints import check_state_dict, read_state_dict, save_network
 from .losses import MultiscaleDiscriminator, feature_matching_loss, lsgan_loss
 
 log = logging.getLogger("text2cinemagraph.training")
@@ -187,13 +188,14 @@ class GanTrainer:
             "optimizer_d": self.optimizer_d.state_dict(),
             "step": self.step,
         }
-        partial = os.path.join(out, "training_state.pt.partial")
-        torch.save(state, partial)
-        os.replace(partial, os.path.join(out, "training_state.pt"))
+        with atomic_write(os.path.join(out, "training_state.pt")) as partial:
+            torch.save(state, partial)
 
     def resume(self) -> None:
         out = self.settings.out
-        weights, _ = read_state_dict(os.path.join(out, "latest_net_G.safetensors"), "--resume")
+        path = os.path.join(out, "latest_net_G.safetensors")
+        weights, _ = read_state_dict(path, "--resume")
+        check_state_dict(self.generator, weights, "--resume", path)
         self.generator.load_state_dict(weights)
         state = torch.load(os.path.join(out, "training_state.pt"), map_location=self.device, weights_only=True)
         self.discriminator.load_state_dict(state["discriminator"])
