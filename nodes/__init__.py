@@ -1,6 +1,7 @@
 """ComfyUI node classes of the pack (thin wrappers over :mod:`.stages`)."""
 
 from .cluster_mask import AttentionClusterMask
+from .examples import T2CExampleImage
 from .motion import EulerIntegrate, FlowPredictor, SymmetricSplatFrameGen
 from .prompts import TwinPromptBuilder
 from .segment import ODISESegment
@@ -17,6 +18,7 @@ NODE_CLASS_MAPPINGS = {
     "SymmetricSplatFrameGen": SymmetricSplatFrameGen,
     "LoopVideoWriter": LoopVideoWriter,
     "ODISESegment": ODISESegment,
+    "T2CExampleImage": T2CExampleImage,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -29,4 +31,17 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SymmetricSplatFrameGen": "T2C Symmetric Splat Frames",
     "LoopVideoWriter": "T2C Loop Video Writer",
     "ODISESegment": "T2C ODISE Segment",
+    "T2CExampleImage": "T2C Example Picture",
 }
+
+# Words people search the node library with (newer ComfyUI sends them to the editor as search_aliases).
+SEARCH_ALIASES = {
+    "TwinPromptBuilder": ["cinemagraph", "animate water", "text to cinemagraph"],
+    "FlowPredictor": ["cinemagraph", "animate water", "motion", "optical flow"],
+    "EulerIntegrate": ["cinemagraph", "seamless loop"],
+    "SymmetricSplatFrameGen": ["cinemagraph", "seamless loop", "loop video", "animate water"],
+    "LoopVideoWriter": ["cinemagraph", "seamless loop", "loop video", "save video"],
+    "T2CExampleImage": ["cinemagraph", "example picture"],
+}
+for _name, _aliases in SEARCH_ALIASES.items():
+    NODE_CLASS_MAPPINGS[_name].SEARCH_ALIASES = _aliases

@@ -1,40 +1,78 @@
-"""The only module that touches ComfyUI; every import is inside a function so
-that the pack imports (and its stages run) without ComfyUI installed."""
+"""The pack's compatibility layer: every ComfyUI internal it touches goes through here.
+
+Each import sits inside the function that needs it, so that the pack imports (and
+its stages run) without ComfyUI installed. Where ComfyUI's API moved between
+versions, the entry tries the current place first and the older one after; where
+a piece is absent altogether it raises :class:`ComfyUIVersionError`, which names
+the ComfyUI versions the pack supports, instead of failing somewhere deeper.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
 
 CATEGORY = "Text2Cinemagraph"
+OLDEST_COMFYUI = "0.3.48"  # V3 API and comfy_api.latest; pyproject's requires-comfyui
+TESTED_COMFYUI = "0.3.75"
+
+
+class ComfyUIVersionError(RuntimeError):
+    """This ComfyUI lacks something the pack needs."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"Text2Cinemagraph: this ComfyUI has no {what}; the pack needs ComfyUI {OLDEST_COMFYUI} or newer "
+            f"(tested with {TESTED_COMFYUI}). Update ComfyUI."
+        )
+
+
+def comfy_attribute(module: str, name: str) -> Any:
+    """``module.name`` from ComfyUI, or :class:`ComfyUIVersionError` naming it."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise ComfyUIVersionError(f"{module}.{name}") from error
+
+
+# --- progress and interrupt ------------------------------------------------------------
+
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel (a no-op outside a server run)."""
+    comfy_attribute("comfy.model_management", "throw_exception_if_processing_interrupted")()
 
 
 def progress_callback(total: int) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` that drives the node's progress bar.
+    """A ``progress(done, total)`` that drives the node's progress bar and stops on Cancel.
 
-    In a ComfyUI server every update also raises ComfyUI's interrupt exception
-    when the user pressed Cancel, which stops the stage between two steps.
+    The interrupt is checked on every call: newer ComfyUI throttles progress
+    updates (at most one per 100 ms), so they no longer notice a Cancel in time.
     """
-    import comfy.utils
-
-    bar = comfy.utils.ProgressBar(total)
+    bar = comfy_attribute("comfy.utils", "ProgressBar")(total)
 
     def update(done: int, of: int) -> None:
+        check_interrupted()
         bar.update_absolute(done, of)
 
     return update
 
 
+# --- devices -----------------------------------------------------------------------------------
+
+
 def compute_device() -> torch.device:
     """The device ComfyUI computes on (the CPU under ``--cpu``)."""
-    import comfy.model_management
+    return comfy_attribute("comfy.model_management", "get_torch_device")()
 
-    return comfy.model_management.get_torch_device()
+
+# --- files: outputs and model folders -----------------------------------------------------
 
 
 def output_target(filename_prefix: str, width: int, height: int) -> tuple[str, str, str]:
@@ -53,16 +91,6 @@ def output_target(filename_prefix: str, width: int, height: int) -> tuple[str, s
 
 def preview_entry(path: str, folder: str, subfolder: str) -> dict:
     return {"filename": os.path.relpath(path, folder), "subfolder": subfolder, "type": "output"}
-
-
-def video_output(frames: torch.Tensor, fps: float):
-    """A core ``VIDEO`` value of the frames, or None where ComfyUI has no such type."""
-    try:
-        from comfy_api.input_impl import VideoFromComponents
-        from comfy_api.util import VideoComponents
-    except ImportError:
-        return None
-    return VideoFromComponents(VideoComponents(images=frames, frame_rate=Fraction(fps).limit_denominator(1001)))
 
 
 def model_folder_paths(folder_name: str, default_subfolder: str) -> list[str]:
@@ -91,6 +119,26 @@ def model_path(name: str, filename: str) -> str | None:
     import folder_paths
 
     return folder_paths.get_full_path(name, filename)
+
+
+# --- core types ------------------------------------------------------------------------------
+
+
+def video_output(frames: torch.Tensor, fps: float):
+    """A core ``VIDEO`` value of ``frames`` ``[N, H, W, 3]`` at ``fps``.
+
+    ``comfy_api.latest`` is the current home of the video types; ComfyUI keeps
+    ``comfy_api.input_impl`` / ``comfy_api.util`` only as compatibility shims,
+    tried second. Neither present: :class:`ComfyUIVersionError`, never a silent None.
+    """
+    rate = Fraction(fps).limit_denominator(1001)
+    try:
+        latest = importlib.import_module("comfy_api.latest")
+        components, from_components = latest.Types.VideoComponents, latest.InputImpl.VideoFromComponents
+    except (ImportError, AttributeError):
+        components = comfy_attribute("comfy_api.util", "VideoComponents")
+        from_components = comfy_attribute("comfy_api.input_impl", "VideoFromComponents")
+    return from_components(components(images=frames, frame_rate=rate))
 
 
 # --- the pack's own networks inside ComfyUI's model management ---------------------------

@@ -51,19 +51,19 @@ class AttentionClusterMask:
                     "STRING",
                     {"default": "water", "tooltip": "Name(s) of the region, comma-separated (TwinPromptBuilder's region)."},
                 ),
-                "clusters": ("INT", {"default": 5, "min": 2, "max": 30, "tooltip": "Spectral clusters (release: 5)."}),
+                "clusters": ("INT", {"advanced": True, "default": 5, "min": 2, "max": 30, "tooltip": "Spectral clusters (release: 5)."}),
                 "overlap": (
                     "FLOAT",
-                    {"default": 0.7, "min": 0.05, "max": 1.0, "step": 0.05,
+                    {"advanced": True, "default": 0.7, "min": 0.05, "max": 1.0, "step": 0.05,
                      "tooltip": "Keep a component when this fraction of it lies inside the reference (0.9 for "
                      "thin waterfalls)."},
                 ),
                 "erosion": (
                     "INT",
-                    {"default": 0, "min": 0, "max": 10,
+                    {"advanced": True, "default": 0, "min": 0, "max": 10,
                      "tooltip": "Erosions of the mask by a 5x5 square (the release: 0; 2 for direction control)."},
                 ),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Seed of the clustering."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True, "tooltip": "Seed of the clustering."}),
                 "words_of": (
                     ["artistic", "natural"],
                     {"tooltip": "Whose cross-attention finds the region's words without a segmentation: the "

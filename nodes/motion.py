@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..kernels import Motion, euler_integrate
 from .networks import network_choices, network_on
-from .stages.directions import DIRECTION_SECTORS, REGION_KINDS
+from .stages.directions import DIRECTION_SECTORS, REGION_KINDS, apply_motion_hint
 from .stages.frames import check_picture, render_pixel_frames
 from .stages.inputs import single_picture
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb, procedural_flow
@@ -91,6 +91,7 @@ class FlowPredictor:
                         "default": 0,
                         "min": 0,
                         "max": 0xFFFFFFFFFFFFFFFF,
+                        "control_after_generate": True,
                         "tooltip": "Picks the angle inside a phrase's range and the wobbles; same seed, same flow.",
                     },
                 ),
@@ -111,9 +112,17 @@ class FlowPredictor:
                         "checkpoint's CLIP; G_flow reads its CLIP ViT-L/14 hidden states."
                     },
                 ),
+                "motion_hint": (
+                    "T2C_MOTION_HINT",
+                    {
+                        "tooltip": "Direction and region kind read from the prompt (TwinPromptBuilder). They are "
+                        "used where direction is 'auto' and region_kind is 'generic'; other values win."
+                    },
+                ),
                 "learned_clamp": (
                     "FLOAT",
                     {
+                        "advanced": True,
                         "default": 1.0,
                         "min": 0.0,
                         "max": MAX_SPEED,
@@ -125,6 +134,7 @@ class FlowPredictor:
                 "hint_scale": (
                     ["training", "release"],
                     {
+                        "advanced": True,
                         "default": "training",
                         "tooltip": "learned_direction: scale of the direction hint. training: the unit vector / 64, "
                         "as the network was trained (1 px/frame). release: the undivided unit vector, as the "
@@ -142,9 +152,11 @@ class FlowPredictor:
 
     def predict(
         self, image, mask, method, direction, speed, region_kind, seed, flow_model=None, conditioning=None,
-        learned_clamp=1.0, hint_scale="training",
+        learned_clamp=1.0, motion_hint=None, hint_scale="training",
     ):
         from .stages.networks.predict import learned_direction_flow, learned_flow
+
+        direction, region_kind = apply_motion_hint(motion_hint, direction, region_kind)
 
         height, width = single_picture(image).shape[:2]
         masks = mask.float().cpu()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .stages.directions import REGION_KINDS
+from .stages.directions import MotionHint
 from .stages.twin_prompt import NATURAL_SUFFIX, build_twin_prompts
 from ._comfy import CATEGORY
 
@@ -16,14 +16,14 @@ class TwinPromptBuilder:
     )
     CATEGORY = CATEGORY
     FUNCTION = "build"
-    RETURN_TYPES = ("STRING", "STRING", "STRING", "STRING", list(REGION_KINDS))
-    RETURN_NAMES = ("artistic_prompt", "natural_prompt", "region", "direction", "region_kind")
+    RETURN_TYPES = ("STRING", "STRING", "STRING", "STRING", "T2C_MOTION_HINT")
+    RETURN_NAMES = ("artistic_prompt", "natural_prompt", "region", "direction", "motion_hint")
     OUTPUT_TOOLTIPS = (
         "The prompt for the artistic image.",
         "The prompt for the natural-looking twin.",
         "The animatable noun(s) of the prompt, comma-separated, as written in it.",
         "The direction phrase found ('auto' when none), for FlowPredictor.",
-        "FlowPredictor's region kind for the first region.",
+        "The direction phrase and the first region's kind, for FlowPredictor's motion_hint input.",
     )
 
     @classmethod
@@ -52,4 +52,5 @@ class TwinPromptBuilder:
 
     def build(self, prompt, natural_override="", region_override=""):
         twin = build_twin_prompts(prompt, natural_override, region_override)
-        return (twin.artistic, twin.natural, ", ".join(twin.regions), twin.direction, twin.region_kind)
+        hint = MotionHint(twin.direction, twin.region_kind)
+        return (twin.artistic, twin.natural, ", ".join(twin.regions), twin.direction, hint)

@@ -84,6 +84,7 @@ class ODISESegment:
                 "threshold": (
                     "FLOAT",
                     {
+                        "advanced": True,
                         "default": DEFAULT_THRESHOLD,
                         "min": 0.0,
                         "max": 1.0,

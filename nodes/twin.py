@@ -327,7 +327,8 @@ class AttentionInjectingSampler:
                     "LATENT",
                     {"tooltip": "EmptyLatentImage (sizes divisible by 64), or DDIMInvert's latent of a painting."},
                 ),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                                  "tooltip": "Noise seed."}),
                 "steps": ("INT", {"default": 50, "min": 2, "max": 1000, "tooltip": "DDIM steps (the paper: 50)."}),
                 "artistic_cfg": (
                     "FLOAT",
@@ -339,17 +340,17 @@ class AttentionInjectingSampler:
                 ),
                 "attention_injection": (
                     "FLOAT",
-                    {"default": 0.5, **fraction,
+                    {"advanced": True, "default": 0.5, **fraction,
                      "tooltip": "Fraction of the steps (from the start) with self-attention q/k injection."},
                 ),
                 "residual_injection": (
                     "FLOAT",
-                    {"default": 0.8, **fraction,
+                    {"advanced": True, "default": 0.8, **fraction,
                      "tooltip": "Fraction of the steps (from the start) with ResBlock residual injection."},
                 ),
                 "negative_schedule": (
                     "BOOLEAN",
-                    {"default": True,
+                    {"advanced": True, "default": True,
                      "tooltip": "Push the natural twin away from the artistic prompt (weight 0.75 -> 0 over the "
                      "steps), as the paper's release does."},
                 ),

@@ -51,6 +51,7 @@ class LoopVideoWriter:
                 "loop_count": (
                     "INT",
                     {
+                        "advanced": True,
                         "default": 0,
                         "min": 0,
                         "max": 1000,
@@ -61,6 +62,7 @@ class LoopVideoWriter:
                 "repeat_cycles": (
                     "INT",
                     {
+                        "advanced": True,
                         "default": 1,
                         "min": 1,
                         "max": 100,
@@ -70,7 +72,7 @@ class LoopVideoWriter:
                 ),
                 "quality": (
                     "INT",
-                    {"default": 90, "min": 0, "max": 100, "tooltip": "0..100: encoder quality for mp4, webm, webp."},
+                    {"advanced": True, "default": 90, "min": 0, "max": 100, "tooltip": "0..100: encoder quality for mp4, webm, webp."},
                 ),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},

@@ -28,13 +28,32 @@ def is_widget(kind: Any, options: dict) -> bool:
     return (isinstance(kind, list) or kind in WIDGET_TYPES) and not options.get("forceInput")
 
 
-def extra_widget_values(name: str, kind: Any, options: dict) -> int:
-    """Hidden companion widgets the editor stores after an input's value."""
-    if kind == "INT" and (name in SEED_NAMES or options.get("control_after_generate")):
-        return 1  # control_after_generate: fixed / increment / randomize
+def extra_widget_values(name: str, kind: Any, options: dict, seed_by_name: bool = True) -> int:
+    """Hidden companion widgets the editor stores after an input's value.
+
+    ``control_after_generate`` (fixed / increment / randomize) follows an INT that
+    declares it; frontends up to 1.3x also add it to any INT named like a seed
+    (``seed_by_name``), newer ones do not.
+    """
+    if kind == "INT" and (options.get("control_after_generate") or (seed_by_name and name in SEED_NAMES)):
+        return 1
     if options.get("image_upload"):
         return 1  # the upload button
     return 0
+
+
+def widget_layout(node_info: dict, stored_values: int) -> list[tuple[str, int]]:
+    """``(input name, companion values)`` of each widget, in the order of ``widgets_values``.
+
+    Picks the seed rule (see :func:`extra_widget_values`) under which the node's
+    stored value count fits, so files of old and new frontends both convert.
+    """
+    widgets = [(name, kind, options) for name, kind, options in ordered_inputs(node_info) if is_widget(kind, options)]
+    layouts = [
+        [(name, extra_widget_values(name, kind, options, by_name)) for name, kind, options in widgets]
+        for by_name in (True, False)
+    ]
+    return next((layout for layout in layouts if sum(1 + extra for _, extra in layout) == stored_values), layouts[0])
 
 
 def ui_to_api(workflow: dict, object_info: dict) -> dict:
@@ -61,11 +80,12 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             continue
         linked = {entry["name"]: entry["link"] for entry in node.get("inputs", []) if entry.get("link") is not None}
         values = list(node.get("widgets_values") or [])
+        companions = dict(widget_layout(object_info[node["type"]], len(values)))
         inputs: dict[str, Any] = {}
         for name, kind, options in ordered_inputs(object_info[node["type"]]):
-            if is_widget(kind, options) and values:
+            if name in companions and values:
                 value = values.pop(0)
-                del values[: extra_widget_values(name, kind, options)]
+                del values[: companions[name]]
                 if name not in linked:
                     inputs[name] = value
             if name in linked:

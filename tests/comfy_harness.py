@@ -29,6 +29,18 @@ PACK_FOLDER_NAME = "ComfyUI-Text2Cinemagraph"
 TEST_PACK = TESTS / "comfy_test_pack"
 TINY_CHECKPOINT = "T2CTestTinyCheckpoint"
 EXAMPLE_INPUTS = ["t2c_lake_masked.png", "t2c_painting.png", "lake.png", "lake_mask.png"]
+# Empty files standing in for the checkpoints the templates name (properties.models), so that
+# the editor lists them like a user's installed files; the tests swap in the tiny checkpoint.
+PLACEHOLDER_CHECKPOINTS = ["v1-5-pruned-emaonly.safetensors"]
+
+# The graph editors the browser tests run: the frontend ComfyUI 0.3.75 pins (its default) and the
+# newest comfyui-frontend-package, which tests/setup_env.sh installs into .venv/frontends/<version>.
+PINNED_FRONTEND = "1.32.9"
+NEWEST_FRONTEND = "1.58.1"  # also in tests/setup_env.sh
+FRONTENDS: dict[str, Optional[Path]] = {
+    PINNED_FRONTEND: None,
+    NEWEST_FRONTEND: REPO / ".venv" / "frontends" / NEWEST_FRONTEND / "comfyui_frontend_package" / "static",
+}
 
 
 def free_port() -> int:
@@ -94,13 +106,22 @@ def core_txt2img_prompt(seed: int = 0, steps: int = 4, size: int = 64, prefix: s
 
 
 class ComfyServer:
-    def __init__(self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = (),
-                 model_paths: Optional[dict[str, str]] = None):
-        """``model_paths``: extra ComfyUI model folders, ``{folder name: path}``."""
+    def __init__(
+        self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = (),
+        front_end_root: Optional[Path] = None, cache_classic: bool = False,
+        model_paths: Optional[dict[str, str]] = None,
+    ):
+        """``front_end_root``: a frontend's ``static`` folder (None: the one ComfyUI pins).
+        ``cache_classic``: keep every node's last output (0.3.75's default; newer ComfyUI evicts
+        under RAM pressure), for tests that assert which nodes ran from the cache.
+        ``model_paths``: extra ComfyUI model folders, ``{folder name: path}``."""
         self.comfy_root = Path(comfy_root).resolve()
         self.model_paths = dict(model_paths or {})
         self.base = Path(base)
         self.extra_packs = extra_packs
+        self.front_end_root = front_end_root
+        self.cache_classic = cache_classic
+        self.checkpoints_dir = self.base / "models" / "checkpoints"
         self.custom_nodes = self.base / "custom_nodes"
         self.input_dir = self.base / "input"
         self.output_dir = self.base / "output"
@@ -116,15 +137,18 @@ class ComfyServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 180.0) -> None:
-        for folder in (self.custom_nodes, self.input_dir, self.output_dir, self.temp_dir, self.user_dir):
+        for folder in (self.custom_nodes, self.input_dir, self.output_dir, self.temp_dir, self.user_dir,
+                       self.checkpoints_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        for name in PLACEHOLDER_CHECKPOINTS:
+            (self.checkpoints_dir / name).touch()
         os.symlink(REPO, self.custom_nodes / PACK_FOLDER_NAME)
         for pack in self.extra_packs:
             os.symlink(pack, self.custom_nodes / pack.name)
         for name in EXAMPLE_INPUTS:
             shutil.copy(REPO / "workflows" / "assets" / name, self.input_dir / name)
         config = self.base / "extra_model_paths.yaml"
-        config.write_text(f"t2c_tests:\n  custom_nodes: {self.custom_nodes}\n"
+        config.write_text(f"t2c_tests:\n  custom_nodes: {self.custom_nodes}\n  checkpoints: {self.checkpoints_dir}\n"
                           + "".join(f"  {name}: {path}\n" for name, path in self.model_paths.items()))
         self.port = free_port()
         command = [
@@ -138,6 +162,10 @@ class ComfyServer:
             "--database-url", "sqlite:///:memory:",
             "--extra-model-paths-config", str(config),
         ]
+        if self.front_end_root is not None:
+            command += ["--front-end-root", str(self.front_end_root)]
+        if self.cache_classic:
+            command.append("--cache-classic")
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, cwd=self.base, stdout=self._log, stderr=subprocess.STDOUT, env=env)

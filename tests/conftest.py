@@ -36,6 +36,40 @@ def _import_this_checkout() -> None:
 
 _import_this_checkout()
 
+from comfy_harness import FRONTENDS  # noqa: E402  (tests/ is on sys.path from here)
+
+
+def _tracked_files() -> dict[str, tuple[int, int]] | None:
+    """``path -> (size, mtime_ns)`` of every file git tracks here; None outside a git checkout."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    stats = {}
+    for name in filter(None, listed.decode().split("\0")):
+        path = os.path.join(REPO, name)
+        if os.path.isfile(path):
+            status = os.stat(path)
+            stats[name] = (status.st_size, status.st_mtime_ns)
+    return stats
+
+
+def pytest_sessionstart(session):
+    session.config._t2c_tracked = _tracked_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests never rewrite files of the repository (thumbnails, workflows: generators do that on request)."""
+    before, after = session.config._t2c_tracked, _tracked_files()
+    if before is None or after is None:
+        return
+    changed = sorted(name for name in before.keys() & after.keys() if before[name] != after[name])
+    if changed:
+        print(f"\nERROR: the test run rewrote tracked files: {', '.join(changed)}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 @pytest.fixture(autouse=True)
 def _single_thread():
@@ -57,7 +91,64 @@ def comfy_server(request, tmp_path_factory):
     if not os.path.isfile(os.path.join(root, "main.py")):
         pytest.fail(f"no ComfyUI at {root}; run tests/setup_env.sh or pass --comfyui")
     # TEST_PACK: the test-only tiny checkpoint node (tests/comfy_test_pack), loaded beside the pack.
-    server = ComfyServer(root, tmp_path_factory.mktemp("comfy"), extra_packs=(TEST_PACK,))
+    # Classic caching: test_comfy_api asserts which nodes ran from the cache.
+    server = ComfyServer(root, tmp_path_factory.mktemp("comfy"), extra_packs=(TEST_PACK,), cache_classic=True)
     server.start()
     yield server
     server.stop()
+
+
+def fail_or_skip(reason: str):
+    """Skip a test that cannot run here, but fail it in CI (``CI=true``), where it must run."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", params=list(FRONTENDS))
+def frontend_server(request, tmp_path_factory):
+    """``(frontend version, server)``: a ComfyUI server serving each tested graph-editor frontend.
+
+    The pinned frontend is the session's ``comfy_server``; the newest runs in a second server
+    (``--front-end-root``). Browser tests take this fixture (or ``editor``) to run once per frontend.
+    """
+    from comfy_harness import PINNED_FRONTEND, TEST_PACK, ComfyServer
+
+    version = request.param
+    if version == PINNED_FRONTEND:
+        yield version, request.getfixturevalue("comfy_server")
+        return
+    static = FRONTENDS[version]
+    if not (static / "index.html").is_file():
+        fail_or_skip(f"frontend {version} is not installed at {static} (tests/setup_env.sh installs it)")
+    server = ComfyServer(request.config.getoption("--comfyui"), tmp_path_factory.mktemp(f"comfy-fe-{version}"),
+                         extra_packs=(TEST_PACK,), front_end_root=static)
+    server.start()
+    yield version, server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (one for the session: playwright's sync API allows one at a time)."""
+    import editor_harness
+
+    missing = editor_harness.browser_missing()
+    if missing:
+        fail_or_skip(missing)
+    with editor_harness.chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def editor(browser, frontend_server):
+    """``(frontend version, server, page)``: ComfyUI's graph editor in a fresh page (no dialog outlives
+    its test), once per tested frontend. For any browser test."""
+    import editor_harness
+
+    version, server = frontend_server
+    page = editor_harness.open_editor(browser, server)
+    try:
+        yield version, server, page
+    finally:
+        page.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import conftest  # noqa: E402,F401  (``text2cinemagraph`` is this checkout, as in the tests)
 from comfy_harness import REPO, ComfyServer  # noqa: E402
 from text2cinemagraph.nodes.workflow_format import api_to_ui  # noqa: E402
 
@@ -37,25 +38,62 @@ ODISE_OPTION = {
 }
 BYPASSED = {"text_to_cinemagraph": ODISE_OPTION, "direction_control": ODISE_OPTION}
 
-# properties.models: the files a node needs and the ComfyUI model folder (folder_paths key) they
-# go in. No url: the release's networks ship in one Google Drive tarball, and the CLIPSeg model is
-# a folder (CIDAS/clipseg-rd64-refined on Hugging Face); without a url the editor lists them
-# but offers no download.
-NETWORKS = "t2c_networks"  # models/text2cinemagraph
-SEGMENTATION = "t2c_segmentation"  # models/text2cinemagraph/segmentation
-MODELS = {
-    "text_to_cinemagraph_paper": {
-        "13": [{"name": "motion-pretrained/latest_net_G.pth", "directory": NETWORKS}],
-        "15": [{"name": "video-pretrained/latest_net_G.pth", "directory": NETWORKS}],
-        "20": [{"name": "clipseg-rd64-refined", "directory": SEGMENTATION}],
-    }
+# The missing-model dialog of the editor offers this download for CheckpointLoaderSimple.
+SD15_CHECKPOINT = {
+    "name": "v1-5-pruned-emaonly.safetensors",
+    "url": "https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/main/v1-5-pruned-emaonly.safetensors",
+    "directory": "checkpoints",
 }
+CHECKPOINT_STEP = "Pick an SD1.5 checkpoint in the first node (the missing-model dialog offers the download)."
+QUEUE_STEP = "Queue: the loop is written to output/text2cinemagraph (previews show the twins, mask and flow)."
+# What to do, in three lines, on a note beside each template's graph.
+NOTES = {
+    "text_to_cinemagraph": (
+        CHECKPOINT_STEP,
+        "Write your prompt in T2C Twin Prompt Builder: water, clouds or smoke in it will move.",
+        QUEUE_STEP,
+    ),
+    "direction_control": (
+        CHECKPOINT_STEP,
+        "End your prompt with 'in <direction> direction', e.g. 'in left to right, downwards direction'.",
+        QUEUE_STEP,
+    ),
+    "animate_painting": (
+        CHECKPOINT_STEP,
+        "Swap the example picture for LoadImage with your painting; describe it in 'Describe the painting'.",
+        QUEUE_STEP,
+    ),
+    "text_to_cinemagraph_paper": (
+        CHECKPOINT_STEP,
+        "Needs models/text2cinemagraph/motion-pretrained/latest_net_G.pth, video-pretrained/latest_net_G.pth "
+        "(the release's networks) and segmentation/clipseg-rd64-refined (or an ODISE folder).",
+        QUEUE_STEP,
+    ),
+    "animate_picture": (
+        "No model needed: queue as is to animate the example lake.",
+        "Your own picture: replace the example node with LoadImage and paint the moving part in the mask editor.",
+        "Direction and speed are set in T2C Flow Predictor; the loop is written to output/text2cinemagraph.",
+    ),
+}
+NOTE_SIZE = [560, 110]
 
 
-def add_models(ui: dict, models: dict) -> dict:
+def as_template(ui: dict, name: str) -> dict:
+    """The UI workflow with what a first open needs: model downloads and a note on what to do."""
+    if name not in NOTES:
+        raise SystemExit(f"workflows/api/{name}.json has no note: add its three lines to NOTES in {__file__}")
     for node in ui["nodes"]:
-        if str(node["id"]) in models:
-            node.setdefault("properties", {})["models"] = models[str(node["id"])]
+        if node["type"] == "CheckpointLoaderSimple":
+            node["properties"]["models"] = [SD15_CHECKPOINT]
+    note_id = ui["last_node_id"] + 1
+    top = min(node["pos"][1] for node in ui["nodes"])
+    ui["nodes"].append({
+        "id": note_id, "type": "Note", "pos": [40, top - NOTE_SIZE[1] - 60], "size": NOTE_SIZE, "flags": {},
+        "order": len(ui["nodes"]), "mode": 0, "inputs": [], "outputs": [], "title": "What to do",
+        "properties": {}, "widgets_values": ["\n".join(f"{i}. {line}" for i, line in enumerate(NOTES[name], 1))],
+        "color": "#432", "bgcolor": "#653",
+    })
+    ui["last_node_id"] = note_id
     return ui
 
 
@@ -70,8 +108,7 @@ def main() -> None:
             server.stop()
     for api_path in sorted((REPO / "workflows" / "api").glob("*.json")):
         name = api_path.stem
-        ui = api_to_ui(json.loads(api_path.read_text()), object_info, bypassed=BYPASSED.get(name))
-        ui = add_models(ui, MODELS.get(name, {}))
+        ui = as_template(api_to_ui(json.loads(api_path.read_text()), object_info, bypassed=BYPASSED.get(name)), name)
         ui_path = REPO / "workflows" / (name + ".json")
         ui_path.write_text(json.dumps(ui, indent=1) + "\n")
         print("wrote", ui_path.relative_to(REPO))

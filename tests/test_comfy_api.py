@@ -122,7 +122,7 @@ def test_core_graph_runs_on_the_tiny_checkpoint_and_repeats_bit_for_bit(comfy_se
 
 def test_wrong_connection_is_refused_with_the_node_and_input(comfy_server):
     prompt = animate_prompt(keep_preview=False)
-    prompt["3"]["inputs"]["flow"] = ["1", 0]  # LoadImage's IMAGE into EulerIntegrate's T2C_FLOW
+    prompt["3"]["inputs"]["flow"] = ["1", 0]  # an IMAGE into EulerIntegrate's T2C_FLOW
     response = comfy_server.queue(prompt)
     assert response.status_code == 400
     body = response.json()
@@ -223,7 +223,7 @@ def test_twenty_queued_prompts_complete_and_memory_stays_flat(comfy_server):
     ids = []
     for i in range(20):
         prompt = copy.deepcopy(base)
-        prompt["2"]["inputs"]["seed"] = 5000 + i  # a new flow each time: nothing downstream of LoadImage is cached
+        prompt["2"]["inputs"]["seed"] = 5000 + i  # a new flow each time: nothing downstream of the picture is cached
         response = comfy_server.queue(prompt)
         assert response.status_code == 200, response.text
         ids.append(response.json()["prompt_id"])
@@ -259,6 +259,6 @@ def test_bundled_workflows_are_listed_as_templates_with_thumbnails(comfy_server)
         assert served.status_code == 200 and served.json() == json.loads((WORKFLOWS / f"{name}.json").read_text())
     for name in bundled:
         thumbnail = requests.get(f"{comfy_server.url}/api/workflow_templates/{PACK_FOLDER_NAME}/{name}.jpg", timeout=30)
-        assert thumbnail.status_code == 200, f"workflows/{name}.jpg missing (tests/test_browser.py writes it)"
+        assert thumbnail.status_code == 200, f"workflows/{name}.jpg missing (tests/make_thumbnails.py renders it)"
         with Image.open(io.BytesIO(thumbnail.content)) as picture:
             assert picture.format == "JPEG" and picture.width >= 256

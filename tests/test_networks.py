@@ -465,7 +465,7 @@ def test_flow_predictor_keeps_procedural_and_offers_the_learned_methods(models_d
 
     spec = FlowPredictor.INPUT_TYPES()
     assert spec["required"]["method"][0] == ["procedural", "learned", "learned_direction"]
-    assert set(spec["optional"]) == {"flow_model", "conditioning", "learned_clamp", "hint_scale"}
+    assert set(spec["optional"]) == {"flow_model", "conditioning", "motion_hint", "learned_clamp", "hint_scale"}
     assert all(entry[1]["tooltip"] for entry in spec["optional"].values())
     assert spec["optional"]["flow_model"][0] == ["(none: put the networks in models/text2cinemagraph)"]
     assert FlowPredictor.VALIDATE_INPUTS(flow_model="whatever.pth") is True

@@ -59,8 +59,14 @@ def test_ui_format_workflow_with_a_local_picture_is_uploaded_and_runs(comfy_serv
     picture = tmp_path / "my lake.png"
     shutil.copy(os.path.join(REPO, "workflows", "assets", "t2c_lake_masked.png"), picture)
     out = tmp_path / "out"
+    with open(UI_WORKFLOW) as handle:  # the template with its example node swapped for LoadImage
+        workflow = json.load(handle)
+    (example,) = [n for n in workflow["nodes"] if n["type"] == "T2CExampleImage" and n["id"] == 1]
+    example.update(type="LoadImage", widgets_values=["t2c_lake_masked.png", "image"])
+    ui_workflow = tmp_path / "animate_my_picture.json"
+    ui_workflow.write_text(json.dumps(workflow))
     code = main([
-        "queue", UI_WORKFLOW, "--server", comfy_server.url, "--out", str(out), "--quiet",
+        "queue", str(ui_workflow), "--server", comfy_server.url, "--out", str(out), "--quiet",
         "--set", f"1.image={picture}", "--set", "EulerIntegrate.frames=5",
     ])
     captured = capsys.readouterr()

@@ -56,3 +56,33 @@ def test_conversion_follows_widget_order_links_and_bypass():
         "1": {"class_type": "Src", "inputs": {}},
         "3": {"class_type": "Dst", "inputs": {"image": ["1", 0], "seed": 42, "mode": "b", "text": "hello"}},
     }
+
+
+def test_seed_companion_follows_the_frontend_that_saved_the_file():
+    """Frontends up to 1.3x store control_after_generate after any INT named seed; newer ones only
+    after inputs that declare it. Both files convert to the same prompt."""
+    object_info = {
+        "Other": {  # another pack's node that does not declare control_after_generate
+            "input": {"required": {"seed": ["INT", {}], "mode": [["a", "b"], {}]}},
+            "output": [], "output_name": [],
+        },
+        "Ours": {
+            "input": {"required": {"seed": ["INT", {"control_after_generate": True}], "mode": [["a", "b"], {}]}},
+            "output": [], "output_name": [],
+        },
+    }
+    for values, kind in (([7, "fixed", "b"], "Other"), ([7, "b"], "Other"), ([7, "fixed", "b"], "Ours")):
+        ui = {"nodes": [{"id": 1, "type": kind, "mode": 0, "inputs": [], "widgets_values": values}], "links": []}
+        assert ui_to_api(ui, object_info) == {"1": {"class_type": kind, "inputs": {"seed": 7, "mode": "b"}}}
+
+
+def test_pack_seeds_declare_control_after_generate(comfy_server):
+    object_info = comfy_server.get_json("/object_info")
+    ours = [name for name, info in object_info.items() if info["python_module"].endswith("ComfyUI-Text2Cinemagraph")]
+    seeds = [
+        (node, name, spec[1].get("control_after_generate"))
+        for node in ours
+        for group in object_info[node]["input"].values() if isinstance(group, dict)
+        for name, spec in group.items() if spec[0] == "INT" and "seed" in name
+    ]
+    assert len(seeds) >= 3 and all(flag is True for _, _, flag in seeds), seeds

@@ -64,6 +64,39 @@ class RegionDirection:
     direction: str
 
 
+@dataclass(frozen=True)
+class MotionHint:
+    """What a prompt says about motion, for FlowPredictor's ``motion_hint`` input.
+
+    A custom type rather than a combo output: frontend 1.58 cannot load a graph
+    whose list-typed (legacy combo) output is linked into a combo widget.
+    """
+
+    direction: str  # a direction phrase, an angle, or "auto"
+    region_kind: str  # one of REGION_KINDS
+
+
+def apply_motion_hint(hint: object, direction: str, region_kind: str) -> tuple[str, str]:
+    """The ``(direction, region_kind)`` FlowPredictor uses.
+
+    The widgets' own values win; left at their defaults (``auto`` / ``generic``)
+    they defer to a connected hint.
+    """
+    if hint is None:
+        return direction, region_kind
+    if not isinstance(hint, MotionHint) or hint.region_kind not in REGION_KINDS:
+        raise InputError("motion_hint", f"expects TwinPromptBuilder's motion_hint output, got {hint!r}")
+    try:
+        parse_direction_spec(hint.direction, 1)
+    except InputError as error:
+        raise InputError("motion_hint", f"carries an unusable direction ({error})") from error
+    if normalize_phrase(direction) == "auto":
+        direction = hint.direction
+    if region_kind == "generic":
+        region_kind = hint.region_kind
+    return direction, region_kind
+
+
 def normalize_phrase(text: str) -> str:
     """Lower-case, single spaces, ``in ... direction`` wrapper removed."""
     text = " ".join(text.strip().lower().split())

@@ -1,0 +1,46 @@
+"""T2CExampleImage: the bundled example pictures, so templates open with nothing to copy."""
+
+from __future__ import annotations
+
+import os
+
+from .stages.pictures import load_mask, load_picture
+from ._comfy import CATEGORY
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "assets")
+
+# Example -> (picture, mask of the water) in workflows/assets (drawn by draw_example.py).
+EXAMPLES = {
+    "lake": ("lake.png", "lake_mask.png"),
+    "lake_painting": ("t2c_painting.png", "lake_mask.png"),  # the same scene as an oil painting
+}
+
+
+class T2CExampleImage:
+    DESCRIPTION = (
+        "One of the pack's example pictures with the mask of its water, straight from the pack's folder: "
+        "templates work on first open, with nothing to copy into ComfyUI's input folder. "
+        "Replace it with LoadImage to animate your own picture."
+    )
+    CATEGORY = CATEGORY + "/examples"
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "mask")
+    OUTPUT_TOOLTIPS = ("The picture [1, H, W, 3].", "Its water region [1, H, W] (1 = moves).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "example": (
+                    list(EXAMPLES),
+                    {"tooltip": "lake: a mountain lake at dusk; lake_painting: the same scene as an oil painting."},
+                ),
+            }
+        }
+
+    def load(self, example):
+        picture_file, mask_file = EXAMPLES[example]
+        image, _ = load_picture(os.path.join(ASSETS, picture_file), "example")
+        mask = load_mask(os.path.join(ASSETS, mask_file), "example")
+        return (image.unsqueeze(0), mask.unsqueeze(0))
