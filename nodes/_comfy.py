@@ -195,19 +195,7 @@ def metadata_disabled() -> bool:
 
 # --- sampler internals ----------------------------------------------------------------------
 # The twin pass reaches into ComfyUI's sampling at the points below; everything else it does
-# goes through ModelPatcher's public setters. Each entry fails with a message naming the
-# ComfyUI version it was written against when a newer ComfyUI changes the contract.
-
-TESTED_COMFYUI = "0.3.75"
-
-
-def _comfyui_version() -> str:
-    try:
-        import comfyui_version
-
-        return comfyui_version.__version__
-    except ImportError:
-        return "unknown"
+# goes through ModelPatcher's public setters.
 
 
 def diffusion_model_call(executor, args: tuple, kwargs: dict):
@@ -219,19 +207,14 @@ def diffusion_model_call(executor, args: tuple, kwargs: dict):
     """
     import inspect
 
+    needed = ("x", "timesteps", "context", "transformer_options")
+    what = "UNet wrapper call with the arguments " + ", ".join(needed)
     try:
         bound = inspect.signature(executor.original).bind(*args, **kwargs)
     except (AttributeError, TypeError) as error:
-        raise RuntimeError(
-            f"Text2Cinemagraph: the UNet wrapper call of ComfyUI {_comfyui_version()} does not match the one "
-            f"this pack was written for (ComfyUI {TESTED_COMFYUI}): {error}"
-        ) from error
-    for name in ("x", "timesteps", "context", "transformer_options"):
-        if name not in bound.signature.parameters:
-            raise RuntimeError(
-                f"Text2Cinemagraph: ComfyUI {_comfyui_version()}'s UNet takes no {name!r} argument "
-                f"(written for ComfyUI {TESTED_COMFYUI})"
-            )
+        raise ComfyUIVersionError(what) from error
+    if not all(name in bound.signature.parameters for name in needed):
+        raise ComfyUIVersionError(what)
     if "transformer_options" not in bound.arguments:
         bound.arguments["transformer_options"] = {}
     return bound

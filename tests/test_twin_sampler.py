@@ -202,3 +202,23 @@ def test_a_model_without_the_sd1_block_layout_is_refused(tiny):
     with pytest.raises(InputError) as error:
         twins(tiny, model=xl_like)
     assert error.value.input_name == "model" and "9 output blocks" in str(error.value)
+
+
+def test_unet_call_arguments_are_read_by_name_or_refused_naming_the_version():
+    from text2cinemagraph.nodes._comfy import ComfyUIVersionError, diffusion_model_call
+
+    class Executor:
+        @staticmethod
+        def original(x, timesteps=None, context=None, y=None, control=None, transformer_options={}, **kwargs):
+            return x
+
+    call = diffusion_model_call(Executor, ("x", "t", "c", None, None, {"cond_or_uncond": [1, 0]}), {})
+    assert call.arguments["transformer_options"] == {"cond_or_uncond": [1, 0]} and call.arguments["context"] == "c"
+
+    class Renamed:
+        @staticmethod
+        def original(x, timesteps=None, context=None, options=None):
+            return x
+
+    with pytest.raises(ComfyUIVersionError, match="transformer_options"):
+        diffusion_model_call(Renamed, ("x", "t", "c", {}), {})
