@@ -8,10 +8,11 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
-from .kernels import euler_integrate
 from .kernels.errors import InputError
+from .kernels.integrate import motion_bytes
 from .nodes.stages.directions import DIRECTION_SECTORS, REGION_KINDS
-from .nodes.stages.frames import render_pixel_frames
+from .nodes.stages.frames import stream_pixel_frames
+from .nodes.stages.memory import render_bytes, require_memory
 from .nodes.stages.pictures import load_mask, load_picture
 from .nodes.stages.procedural_flow import procedural_flow
 from .nodes.stages.video import FORMATS, write_loop
@@ -43,8 +44,25 @@ def _run_stage(description: str, stage: Callable, *args, **kwargs):
         close()
 
 
+def _return_freed_memory_to_the_system() -> None:
+    """Serve every block of 1 MiB or more with its own mapping (glibc ``mallopt(M_MMAP_THRESHOLD)``).
+
+    glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), after
+    which the per-frame temporaries of a 4K render stay in the heap and fragment it:
+    the process grows part after part. Own mappings go back to the system when freed.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def animate(args: argparse.Namespace) -> int:
     import torch
+
+    _return_freed_memory_to_the_system()
 
     picture, alpha_mask = load_picture(args.picture, "PICTURE")
     mask = load_mask(args.mask, "--mask") if args.mask else alpha_mask
@@ -56,10 +74,14 @@ def animate(args: argparse.Namespace) -> int:
     )
     print("direction(s): " + ", ".join(f"{a:.1f} deg" for a in angles), file=sys.stderr)
     device = torch.device(args.device)
-    motion = _run_stage("integrate", euler_integrate, flow.to(device), args.frames)
-    frames = _run_stage("render", render_pixel_frames, picture, motion)
+    if args.parts is None:
+        full = motion_bytes(int((flow != 0).any(dim=0).sum()), args.frames, *picture.shape[:2])
+        args.parts = min(max(2, -(-full // MOTION_BUDGET)), max(args.frames, 1))
+    _check_memory(picture, flow, args, device)
+    # Rendered and encoded a few frames at a time, in parts of the loop whose motion alone is kept.
+    frames = stream_pixel_frames(picture, flow, args.frames, chunk=args.chunk, parts=args.parts, device=device)
     path = _run_stage(
-        "encode",
+        "render + encode",
         write_loop,
         frames,
         args.out,
@@ -68,9 +90,33 @@ def animate(args: argparse.Namespace) -> int:
         loop_count=args.loop,
         repeat_cycles=args.repeat,
         output_name="--out",
+        frame_count=args.frames,
     )
     print(path)
     return 0
+
+
+MOTION_BUDGET = 512 << 20  # bytes of motion kept at once by default (see --parts)
+
+
+def _check_memory(picture, flow, args: argparse.Namespace, device) -> None:
+    """Refuse, before any work, a loop whose streamed render cannot fit in memory."""
+    if args.frames < 1:
+        raise InputError("--frames", f"must be at least 1, got {args.frames}")
+    if args.chunk < 1 or args.parts < 1:
+        raise InputError("--chunk" if args.chunk < 1 else "--parts", "must be at least 1")
+    height, width, channels = picture.shape
+    moving = int((flow != 0).any(dim=0).sum())
+    stored = -(-args.frames // args.parts)  # frames of motion kept at once
+    motion = motion_bytes(moving, stored, height, width)
+    frames = 3 * min(args.chunk, args.frames) * height * width * channels * 4  # the chunk, its conversion, a spare
+    what = f"a loop of {args.frames} frames at {width}x{height} ({moving} moving pixels)"
+    on_device = motion + render_bytes(height * width, moving, channels)
+    if device.type == "cpu":
+        require_memory(on_device + frames, device, "--frames", what)
+    else:
+        require_memory(on_device, device, "--frames", what)
+        require_memory(frames, "cpu", "--frames", what)
 
 
 def queue(args: argparse.Namespace) -> int:
@@ -157,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--loop", type=int, default=0, help="plays of a gif/webp/apng, 0 = forever")
     a.add_argument("--repeat", type=int, default=1, help="cycles written into the file (default 1)")
     a.add_argument("--device", default="cpu", help="torch device for integration and splatting (cpu, cuda)")
+    a.add_argument("--chunk", type=int, default=2, help="frames rendered and held at once (default 2)")
+    a.add_argument(
+        "--parts",
+        type=int,
+        default=None,
+        help="the loop is integrated and rendered in this many runs of frames, each keeping only its own "
+        "motion in memory, for (parts + 1) / 2 times the integration work (default: 2, or more to keep the "
+        f"motion under {MOTION_BUDGET >> 20} MiB)",
+    )
     a.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif, .webp, .png) or folder")
     a.set_defaults(run=animate)
 

@@ -10,17 +10,20 @@ A pixel that leaves the frame stops: the flow is unknown outside the picture,
 so its position is frozen where it left, and the splatting drops it because
 that position lies outside the frame.
 
-The step is the arithmetic of :func:`.warp.sample_bilinear` (bilinear in
-pixel coordinates), arranged for speed: the forward and backward passes run
-together as one batch of points, each step gathers one row of a
+The step is bilinear sampling in pixel coordinates (the arithmetic of
+:func:`.warp.corner_weights`), arranged for speed: the forward and backward
+passes run together as one batch of points, each step gathers one row of a
 :func:`.warp.neighbour_table` per point, and all buffers are allocated once.
 A frozen point reads the table's zero row, so it never moves again.
+
+The recorded trajectories are stored compactly (:class:`Motion`): int16
+multiples of a power-of-two quantum (``2^-8`` px or finer), so a loop of
+``N`` frames costs ``8 (N + 1)`` bytes per moving pixel instead of 16.
 """
 
 from __future__ import annotations
 
 import math
-import mmap
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -33,6 +36,9 @@ from .warp import bilinear_weights, neighbour_table
 ProgressFn = Callable[[int, int], None]
 
 
+MIN_QUANTUM_BITS = 8  # trajectories are stored as int16 when 2^-8 px (or finer) covers their range
+
+
 @dataclass(frozen=True)
 class Motion:
     """Where every moving pixel of the picture is in each frame of the loop.
@@ -41,18 +47,32 @@ class Motion:
         flow: ``[2, H, W]`` velocity in pixels per frame (x right, y down).
         sources: ``[M]`` int64 flat indices ``y * W + x`` of the pixels whose
             flow is not zero. Every other pixel stays still in every frame.
-        forward: ``[N + 1, 2, M]`` displacement ``F_{0->n}`` of each source.
-        backward: ``[N + 1, 2, M]`` displacement ``F_{N->n}`` of each source.
+        forward_stored: ``[L, 2, M]`` displacement ``F_{0->n}`` of each source
+            for the frames ``n = first_frame .. first_frame + L - 1`` (all
+            ``N + 1`` by default), in units of ``quantum`` (int16, or float32
+            with quantum 1 for motions too long for int16).
+        backward_stored: ``[L, 2, M]`` displacement ``F_{N->n}``, likewise.
+        quantum: a power of two; displacement = stored * quantum, exactly.
+        loop_frames: ``N`` (default ``L - 1``).
+        first_frame: the first frame stored.
     """
 
     flow: Tensor
     sources: Tensor
-    forward: Tensor
-    backward: Tensor
+    forward_stored: Tensor
+    backward_stored: Tensor
+    quantum: float = 1.0
+    loop_frames: Optional[int] = None
+    first_frame: int = 0
 
     @property
     def num_frames(self) -> int:
-        return self.forward.shape[0] - 1
+        return self.loop_frames if self.loop_frames is not None else self.forward_stored.shape[0] - 1
+
+    @property
+    def stored_frames(self) -> range:
+        """The frames ``n`` whose displacements are stored."""
+        return range(self.first_frame, self.first_frame + self.forward_stored.shape[0])
 
     @property
     def height(self) -> int:
@@ -62,104 +82,90 @@ class Motion:
     def width(self) -> int:
         return self.flow.shape[2]
 
+    @property
+    def forward(self) -> Tensor:
+        """``[N + 1, 2, M]`` float32 ``F_{0->n}`` (decoded; :meth:`displacements` for one frame)."""
+        return self.forward_stored.float() * self.quantum
+
+    @property
+    def backward(self) -> Tensor:
+        """``[N + 1, 2, M]`` float32 ``F_{N->n}``."""
+        return self.backward_stored.float() * self.quantum
+
+    def displacements(self, n: int, device=None) -> tuple[Tensor, Tensor]:
+        """``(F_{0->n} [2, M], F_{N->n} [2, M])`` float32 for a stored frame ``n``, on ``device``."""
+        n -= self.first_frame
+        return tuple(
+            stored[n].to(device if device is not None else stored.device).float().mul_(self.quantum)
+            for stored in (self.forward_stored, self.backward_stored)
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.flow, self.sources, self.forward_stored,
+                                                          self.backward_stored))
+
+    def to(self, device) -> "Motion":
+        """This motion on ``device`` (itself when already there)."""
+        if self.flow.device == torch.device(device):
+            return self
+        moved = (t.to(device) for t in (self.flow, self.sources, self.forward_stored, self.backward_stored))
+        return Motion(*moved, quantum=self.quantum, loop_frames=self.loop_frames, first_frame=self.first_frame)
+
     def source_positions(self) -> tuple[Tensor, Tensor]:
         """Integer start positions ``(x [M], y [M])`` of the sources, as floats."""
         y, x = torch.div(self.sources, self.width, rounding_mode="floor"), self.sources % self.width
         return x.to(self.flow.dtype), y.to(self.flow.dtype)
 
 
-HUGE_PAGE_MIN_BYTES = 16 << 20
+def motion_bytes(moving_pixels: int, num_frames: int, height: int, width: int) -> int:
+    """Bytes of the :class:`Motion` of ``moving_pixels`` sources over ``num_frames`` (int16 storage)."""
+    return moving_pixels * (8 + 8 * (num_frames + 1)) + 8 * height * width
 
 
-def empty_output(shape: Sequence[int], dtype: torch.dtype = torch.float32, device=None) -> Tensor:
-    """``torch.empty`` for a large fresh CPU output, backed by transparent huge pages where Linux offers them.
-
-    Writing a freshly allocated tensor costs a page fault per 4 KiB page the
-    first time each page is touched, which makes filling hundreds of MB of
-    frames several times slower than the arithmetic that produces them. A
-    private anonymous mapping advised ``MADV_HUGEPAGE`` faults 2 MiB at a time.
-    The mapping lives as long as the tensor. Elsewhere (another OS, a GPU, a
-    small tensor, THP disabled) this is plain ``torch.empty``.
-    """
-    numel = math.prod(shape)
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
-    on_cpu = device is None or torch.device(device).type == "cpu"
-    if on_cpu and nbytes >= HUGE_PAGE_MIN_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
-        try:
-            buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            buffer.madvise(mmap.MADV_HUGEPAGE)
-            return torch.frombuffer(buffer, dtype=dtype, count=numel).view(tuple(shape))
-        except (OSError, ValueError, AttributeError):
-            pass
-    return torch.empty(tuple(shape), dtype=dtype, device=device)
-
-
-FLOAT_INDEX_LIMIT = 1 << 24  # flat indices below this are exact in float32
 CHECK_EVERY = 8  # steps between full checks for points that may leave the frame
 CHUNK_POINTS = 1 << 16  # points integrated together through all steps (their buffers stay in cache)
 
 Recorder = Callable[[int, int, int, Tensor], None]
 
 
-class _Ticker:
-    """Calls ``progress()`` ``calls`` times, evenly over ``work`` units done in any order."""
-
-    def __init__(self, progress: Optional[Callable[[], None]], calls: int, work: int):
-        self.progress, self.calls, self.work = progress, calls, max(work, 1)
-        self.done = self.called = 0
-
-    def add(self, units: int) -> None:
-        self.done += units
-        due = self.calls if self.done >= self.work else self.calls * self.done // self.work
-        while self.called < due:
-            self.called += 1
-            if self.progress is not None:
-                self.progress()
-
-
 def _advect(
     table: Tensor,
-    groups: Sequence[tuple[Tensor, bool, Recorder]],
+    groups: Sequence[tuple[Tensor, bool, Recorder, int]],
     width: int,
     height: int,
-    steps: int,
-    progress: Optional[Callable[[], None]] = None,
-    window: Optional[tuple[int, int, int, int]] = None,
+    step_done: Callable[[int], None],
+    window: tuple[int, int, int, int],
 ) -> None:
     """Euler-integrate groups of points in a velocity field, or in its negation.
 
     Args:
         table: the :func:`.warp.neighbour_table` of a ``[C, H, W]`` field
             (``C`` is 2 for a flow) over ``window``.
-        groups: ``(start [C, M] positions (x, y) in pixels, negate, record)``
+        groups: ``(start [C, M] positions (x, y) in pixels, negate, record, steps)``
             per group; a negated group moves along ``-F`` (``-F`` sampled is
             minus ``F`` sampled, exactly, so one table serves both).
             ``record(k, first, last, displacement [C, last - first])`` receives
             the displacement of points ``first .. last - 1`` of the group after
             ``k = 0 .. steps`` steps; the tensor is reused, copy what must be kept.
-        steps: number of Euler steps.
-        progress: called ``steps`` times per group, spread over the work.
-        window: ``(top, left, rows, cols)`` of the table (default: the whole
-            field); every point that is inside the field must stay inside it.
+        step_done: called with the number of points that made one more step.
+        window: ``(top, left, rows, cols)`` of the table; every point that is
+            inside the field must stay inside it.
 
     Points are integrated in chunks of ``CHUNK_POINTS`` through all the
     steps, so that each chunk's buffers and the part of the table it reads
     stay in cache.
     """
-    ticker = _Ticker(progress, steps * len(groups), steps * sum(start.shape[1] for start, _, _ in groups))
     speed = float(table.abs().max())
-    for start, negate, record in groups:
-        count = start.shape[1]
-        if count == 0:
-            record(0, 0, 0, start.new_zeros(start.shape))
-        for first in range(0, count, CHUNK_POINTS):
-            last = min(first + CHUNK_POINTS, count)
+    for start, negate, record, steps in groups:
+        for first in range(0, start.shape[1], CHUNK_POINTS):
+            last = min(first + CHUNK_POINTS, start.shape[1])
 
             def chunk_record(k: int, displacement: Tensor, first: int = first, last: int = last) -> None:
                 record(k, first, last, displacement)
 
-            _advect_chunk(table, speed, start[:, first:last], negate, width, height, steps, chunk_record, ticker, window)
-    ticker.add(ticker.work)  # nothing to integrate: still report every step
+            _advect_chunk(table, speed, start[:, first:last], negate, (width, height), steps, chunk_record,
+                          step_done, window)
 
 
 def _advect_chunk(
@@ -167,18 +173,17 @@ def _advect_chunk(
     speed: float,
     start: Tensor,
     negate: bool,
-    width: int,
-    height: int,
+    size: tuple[int, int],
     steps: int,
     record: Callable[[int, Tensor], None],
-    ticker: _Ticker,
-    window: Optional[tuple[int, int, int, int]],
+    step_done: Callable[[int], None],
+    window: tuple[int, int, int, int],
 ) -> None:
-    """:func:`_advect` for one chunk of points.
+    """:func:`_advect` for one chunk of points (``size`` is ``(W, H)``).
 
     A point whose position is outside ``[0, W-1] x [0, H-1]`` before a step is
     frozen: from then on it reads the table's zero column and keeps its
-    displacement, as :func:`.warp.sample_bilinear` times an inside mask would.
+    displacement, as bilinear sampling times an inside mask would.
     Only points near the border are tested in each step: a full test every
     ``CHECK_EVERY`` steps lists those that could reach the border before the
     next one, given the largest velocity component.
@@ -188,12 +193,11 @@ def _advect_chunk(
     displacement = torch.zeros((channels, total), dtype=dtype, device=device)
     record(0, displacement)
     pixels = table.shape[1] - 1
-    top, left, _, cols = (0, 0, height, width) if window is None else window
+    top, left, _, cols = window
     shift = top * cols + left
-    float_index = height * width < FLOAT_INDEX_LIMIT
     # A step moves a point by at most ``speed`` per axis, up to rounding.
     margin = CHECK_EVERY * (speed * 1.001 + 0.01) + 0.01
-    right, bottom = float(width - 1), float(height - 1)
+    right, bottom = float(size[0] - 1), float(size[1] - 1)
     centre = torch.tensor([[right / 2], [bottom / 2]], dtype=dtype, device=device)
     upper = torch.tensor([[right], [bottom]], dtype=dtype, device=device)
 
@@ -203,8 +207,7 @@ def _advect_chunk(
     fractions = torch.empty((2, 2, total), dtype=dtype, device=device)
     weight = torch.empty((4, total), dtype=dtype, device=device)
     index = torch.empty(total, dtype=torch.long, device=device)
-    flat = torch.empty(total, dtype=dtype if float_index else torch.long, device=device)
-    cell = None if float_index else torch.empty((2, total), dtype=torch.long, device=device)
+    cell = torch.empty((2, total), dtype=torch.long, device=device)
     gathered = torch.empty((table.shape[0], total), dtype=dtype, device=device)
     corners = torch.empty((channels, 4, total), dtype=dtype, device=device)
     velocity = torch.empty((channels, total), dtype=dtype, device=device)
@@ -235,12 +238,8 @@ def _advect_chunk(
             outside |= torch.gt(seen, upper)
             freeze(watch[outside[0] | outside[1]])
         bilinear_weights(position, lower, fractions, weight)
-        if float_index:
-            torch.add(lower[0], lower[1], alpha=cols, out=flat)
-            index.copy_(flat)
-        else:
-            cell.copy_(lower)
-            torch.add(cell[0], cell[1], alpha=cols, out=index)
+        cell.copy_(lower)
+        torch.add(cell[0], cell[1], alpha=cols, out=index)
         if shift:
             index.sub_(shift)
         if frozen is not None:
@@ -253,7 +252,7 @@ def _advect_chunk(
         else:
             displacement.add_(velocity)
         record(k, displacement)
-        ticker.add(total)
+        step_done(total)
 
 
 def _check_field(flow: Tensor) -> None:
@@ -261,49 +260,94 @@ def _check_field(flow: Tensor) -> None:
         raise InputError("flow", f"expected a [2, H, W] velocity field, got shape {tuple(flow.shape)}")
 
 
-def integrate_displacements(
-    flow: Tensor,
-    x0: Tensor,
-    y0: Tensor,
-    steps: int,
-    out: Tensor,
-    reverse: bool = False,
-    progress: Optional[Callable[[], None]] = None,
-) -> Tensor:
-    """Record the cumulative displacement of points advected by ``flow``.
-
-    Args:
-        flow: ``[2, H, W]`` velocity in pixels per step.
-        x0, y0: ``[M]`` start positions in pixels.
-        steps: number of Euler steps.
-        out: ``[steps + 1, 2, M]`` receives the displacement after ``k``
-            steps at index ``k`` (or ``steps - k`` with ``reverse``).
-        progress: called once per step.
-
-    Returns:
-        ``out``.
-    """
-    _check_field(flow)
+def _quantum(flow: Tensor, steps: int) -> float:
+    """The finest power of two that stores every displacement of the loop in int16, or 1.0 (float32
+    storage) when that would be coarser than ``2^-MIN_QUANTUM_BITS`` px."""
     _, height, width = flow.shape
-    start = torch.stack((x0, y0)).to(flow.dtype)
-
-    def record(k: int, first: int, last: int, displacement: Tensor) -> None:
-        out[steps - k if reverse else k, :, first:last] = displacement
-
-    _advect(neighbour_table(flow), [(start, False, record)], width, height, steps, progress)
-    return out
+    speed = float(flow.abs().max())
+    bound = min(speed * steps, max(height, width) + speed) + 1.0
+    bits = math.floor(math.log2(32767.0 / bound))
+    return 2.0**-bits if bits >= MIN_QUANTUM_BITS else 1.0
 
 
-def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn] = None) -> Motion:
+class _Trajectories:
+    """``[N + 1, 2, M]`` stored displacements, written chunk by chunk as the integration records them.
+
+    Stored values are ``round(displacement / quantum)``. Rounding never moves a
+    point inside the frame out of it (the frame's edges lie on the quantum
+    grid); :meth:`keep_outside_` makes sure none that ended outside moves in.
+    """
+
+    def __init__(self, loop: int, frames: tuple[int, int], count: int, quantum: float, device, reverse: bool):
+        dtype = torch.int16 if quantum < 1.0 else torch.float32
+        first, last = frames
+        self.stored = torch.empty((last - first + 1, 2, count), dtype=dtype, device=device)
+        self.quantum, self.loop, self.first, self.reverse = quantum, loop, first, reverse
+        # Steps to integrate: frame n is k = n steps forward, or N - n steps backward.
+        self.steps = loop - first if reverse else last
+        self.scratch = torch.empty((2, min(count, CHUNK_POINTS)), device=device)
+        self.exact_end: Optional[Tensor] = torch.empty((2, count), device=device)  # float32 F at step N
+
+
+    def record(self, k: int, first: int, last: int, displacement: Tensor) -> None:
+        if k == self.steps:
+            self.exact_end[:, first:last] = displacement
+        index = (self.loop - k if self.reverse else k) - self.first
+        if not 0 <= index < self.stored.shape[0]:
+            return
+        target = self.stored[index, :, first:last]
+        if self.stored.dtype == torch.float32:
+            target.copy_(displacement)
+            return
+        scratch = self.scratch[:, : last - first]
+        torch.mul(displacement, 1.0 / self.quantum, out=scratch)
+        target.copy_(scratch.round_())
+
+    def keep_outside_(self, start: Tensor, size: tuple[int, int]) -> None:
+        """Points whose exact end position ``start + F`` (``[2, M]``) is outside the frame but rounds onto
+        its edge get the end rounded outwards, in every trailing step that stored that same value."""
+        if self.stored.dtype == torch.float32 or self.exact_end is None:
+            return
+        end = self.stored[0 if self.reverse else -1]
+        exact_end, self.exact_end = self.exact_end, None
+        exact = start + exact_end
+        upper = torch.tensor([[size[0] - 1.0], [size[1] - 1.0]], device=start.device)
+        stored_at = start + end.float() * self.quantum
+        slipped = ((exact < 0) & (stored_at >= 0)) | ((exact > upper) & (stored_at <= upper))
+        points = torch.nonzero(slipped.any(dim=0)).squeeze(1)
+        if points.numel() == 0:
+            return
+        scaled = exact_end[:, points] / self.quantum
+        outward = torch.where(exact[:, points] < 0, scaled.floor(), torch.where(exact[:, points] > upper,
+                                                                               scaled.ceil(), scaled.round()))
+        old = end[:, points].clone()
+        length = self.stored.shape[0]
+        for n in range(length) if self.reverse else range(length - 1, -1, -1):
+            same = (self.stored[n][:, points] == old).all(dim=0)
+            if not bool(same.any()):
+                break
+            self.stored[n][:, points[same]] = outward[:, same].to(self.stored.dtype)
+            points, old, outward = points[same], old[:, same], outward[:, same]
+
+
+def euler_integrate(
+    flow: Tensor,
+    num_frames: int,
+    progress: Optional[ProgressFn] = None,
+    frames: Optional[tuple[int, int]] = None,
+) -> Motion:
     """Forward and backward cumulative displacements for a loop of ``num_frames``.
 
     Args:
         flow: ``[2, H, W]`` finite velocity field in pixels per frame.
         num_frames: ``N >= 1``; frame ``N`` of the loop equals frame 0.
-        progress: ``progress(done, total)`` after each integration step.
+        progress: ``progress(done, total)`` as the integration advances (``total``: the steps of
+            both passes, ``2 N`` for the whole loop).
+        frames: ``(first, last)``: store only these frames (default ``(0, N)``), so
+            that a long loop can be rendered in parts with less memory.
 
     Returns:
-        The :class:`Motion` of the pixels with non-zero flow.
+        The :class:`Motion` of the pixels with non-zero flow, on the flow's device.
     """
     _check_field(flow)
     if num_frames < 1:
@@ -319,37 +363,40 @@ def euler_integrate(flow: Tensor, num_frames: int, progress: Optional[ProgressFn
     _, height, width = flow.shape
     sources = torch.nonzero((flow != 0).any(dim=0).reshape(-1)).squeeze(1)
     count = sources.shape[0]
-    y0 = torch.div(sources, width, rounding_mode="floor").to(flow.dtype)
-    x0 = (sources % width).to(flow.dtype)
-    shape = (num_frames + 1, 2, count)
-    forward = empty_output(shape, flow.dtype, flow.device)
-    backward = empty_output(shape, flow.dtype, flow.device)
+    ys, xs = torch.div(sources, width, rounding_mode="floor"), sources % width
+    start = torch.stack((xs, ys)).to(flow.dtype)
+    first, last = frames if frames is not None else (0, num_frames)
+    if not 0 <= first <= last <= num_frames:
+        raise InputError("frames", f"the stored range {first}..{last} must lie within 0..{num_frames}")
+    quantum = _quantum(flow, num_frames)
+    passes = [_Trajectories(num_frames, (first, last), count, quantum, flow.device, reverse)
+              for reverse in (False, True)]
 
-    done = 0
+    def motion() -> Motion:
+        return Motion(flow, sources, passes[0].stored, passes[1].stored, quantum, num_frames, first)
 
-    def step() -> None:
+    if count == 0:
+        for trajectories in passes:
+            trajectories.stored.zero_()
+        return motion()
+
+    ticks = passes[0].steps + passes[1].steps
+    work, done = max(ticks * count, 1), 0
+
+    def step_done(points: int) -> None:
         nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, 2 * num_frames)
+        before, done = done, done + points
+        if progress is not None and ticks * done // work > ticks * before // work:
+            progress(ticks * done // work, ticks)
 
-    def record_forward(k: int, first: int, last: int, displacement: Tensor) -> None:
-        forward[k, :, first:last] = displacement
-
-    def record_backward(k: int, first: int, last: int, displacement: Tensor) -> None:
-        backward[num_frames - k, :, first:last] = displacement
-
-    window = None
-    if count:
-        # A point moves only while within one pixel of the support, so its cell
-        # stays within 2 + max|F| of it.
-        reach = math.ceil(float(flow.abs().max())) + 3
-        ys, xs = torch.div(sources, width, rounding_mode="floor"), sources % width
-        top, left = max(int(ys.min()) - reach, 0), max(int(xs.min()) - reach, 0)
-        bottom, right = min(int(ys.max()) + reach, height - 1), min(int(xs.max()) + reach, width - 1)
-        window = (top, left, bottom - top + 1, right - left + 1)
-    table = neighbour_table(flow, window)
-    start = torch.stack((x0, y0))
-    groups = [(start, False, record_forward), (start, True, record_backward)]
-    _advect(table, groups, width, height, num_frames, step, window)
-    return Motion(flow=flow, sources=sources, forward=forward, backward=backward)
+    # A point moves only while within one pixel of the support, so its cell
+    # stays within 2 + max|F| of it.
+    reach = math.ceil(float(flow.abs().max())) + 3
+    top, left = max(int(ys.min()) - reach, 0), max(int(xs.min()) - reach, 0)
+    bottom, right = min(int(ys.max()) + reach, height - 1), min(int(xs.max()) + reach, width - 1)
+    window = (top, left, bottom - top + 1, right - left + 1)
+    groups = [(start, t.reverse, t.record, t.steps) for t in passes]
+    _advect(neighbour_table(flow, window), groups, width, height, step_done, window)
+    for trajectories in passes:
+        trajectories.keep_outside_(start, (width, height))
+    return motion()

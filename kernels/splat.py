@@ -15,7 +15,6 @@ import os
 import torch
 from torch import Tensor
 
-from .integrate import Motion
 from .warp import corner_weights
 
 
@@ -55,27 +54,3 @@ def splat_(accum: Tensor, values: Tensor, x: Tensor, y: Tensor, scale: Tensor, w
         if splat_cuda.available():
             return splat_cuda.splat_cuda_(accum, values, x, y, scale, width)
     return splat_torch_(accum, values, x, y, scale, width)
-
-
-def splat_symmetric_(
-    accum: Tensor, values: Tensor, x0: Tensor, y0: Tensor, motion: Motion, n: int, width: int
-) -> Tensor:
-    """Add frame ``n``'s two copies of the moving pixels to ``accum`` with :func:`splat_`.
-
-    The forward copy (displaced by ``F_{0->n}``, weight ``1 - n/N``) and the
-    backward copy (``F_{N->n}``, weight ``n/N``) of symmetric splatting.
-
-    Args:
-        accum: ``[C, P]`` accumulator of a picture (or window) ``width`` pixels wide.
-        values: ``[C, 2M]``: what each source carries, forward copies then backward copies.
-        x0, y0: ``[M]`` source positions in the accumulator's coordinates.
-        motion: displacements of the ``M`` sources.
-    """
-    device = accum.device
-    count = x0.shape[0]
-    alpha = 1.0 - n / motion.num_frames
-    x = torch.cat((x0 + motion.forward[n, 0].to(device), x0 + motion.backward[n, 0].to(device)))
-    y = torch.cat((y0 + motion.forward[n, 1].to(device), y0 + motion.backward[n, 1].to(device)))
-    scale = torch.full((2 * count,), alpha, device=device)
-    scale[count:] = 1.0 - alpha
-    return splat_(accum, values, x, y, scale, width)

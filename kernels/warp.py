@@ -4,9 +4,9 @@ Pixel coordinates (not ``grid_sample``'s normalised ones) keep a pixel that
 sits exactly on an integer position with zero flow exactly still: its three
 other corner weights are exactly 0, so nothing leaks in from the neighbours.
 
-:func:`sample_bilinear` is the reference: any position, corners outside the
-image count as 0. The Euler integration uses the same arithmetic through a
-faster route for points known to be inside the image: a
+:func:`corner_weights` handles any position (corners outside the image get
+weight 0); the splatting uses it. The Euler integration uses the same
+arithmetic through a faster route for points known to be inside the image: a
 :func:`neighbour_table` holds, for every pixel, the values of its four
 bilinear corners, so that one column gather per step replaces four corner
 gathers, and :func:`bilinear_weights` builds the four weights with two
@@ -60,23 +60,6 @@ def corner_weights(x: Tensor, y: Tensor, width: int, height: int) -> tuple[Tenso
         )
     )
     return index, weight
-
-
-def sample_bilinear(field: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    """Sample ``field`` at pixel positions with bilinear interpolation.
-
-    Args:
-        field: ``[C, H, W]``.
-        x, y: ``[M]`` positions in pixels; corners outside the image count as 0.
-
-    Returns:
-        ``[C, M]`` sampled values.
-    """
-    channels, height, width = field.shape
-    index, weight = corner_weights(x, y, width, height)
-    flat = field.reshape(channels, height * width)
-    corners = flat[:, index.reshape(-1)].reshape(channels, 4, -1)
-    return (corners * weight.to(field.dtype)).sum(dim=1)
 
 
 def neighbour_table(field: Tensor, window: Optional[tuple[int, int, int, int]] = None) -> Tensor:

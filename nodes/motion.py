@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..kernels import Motion, euler_integrate
 from .networks import network_choices, network_on
 from .stages.directions import DIRECTION_SECTORS, REGION_KINDS, apply_motion_hint
@@ -202,9 +204,18 @@ class EulerIntegrate:
         }
 
     def integrate(self, flow, frames):
+        from ..kernels.integrate import motion_bytes
+        from .stages.memory import require_memory
+
         device = compute_device()
+        height, width = flow.shape[-2:]
+        moving = int((flow != 0).any(dim=0).sum()) if flow.ndim == 3 else 0
+        need = motion_bytes(moving, frames, height, width)
+        require_memory(2 * need, device, "frames", f"the motion of {frames} frames at {width}x{height}")
+        if torch.device(device).type != "cpu":
+            require_memory(need, "cpu", "frames", f"the motion of {frames} frames at {width}x{height}")
         motion = euler_integrate(flow.to(device), frames, progress=progress_callback(2 * frames))
-        return (motion,)
+        return (motion.to("cpu"),)  # kept compactly in RAM between prompts, not on the GPU
 
 
 class SymmetricSplatFrameGen:
@@ -251,11 +262,21 @@ class SymmetricSplatFrameGen:
         return True
 
     def render(self, image, motion: Motion, method, frame_model=None):
+        from .stages.memory import render_bytes, require_memory
+
         picture = check_picture(image, motion)
+        height, width, channels = picture.shape
+        frames, moving = motion.num_frames, motion.sources.numel()
+        batch = frames * height * width * channels * 4
+        what = f"the IMAGE batch of {frames} frames at {width}x{height}"
+        require_memory(batch, "cpu", "frames", what)
+        carried = 65 if method == "learned" else channels
+        require_memory(render_bytes(height * width, moving, carried), compute_device(), "frames",
+                       f"rendering {frames} frames at {width}x{height}")
         progress = progress_callback(motion.num_frames)
         if method == "learned":
             from .stages.learned_frames import render_learned_frames
 
             with network_on(frame_model, "frame", "frame_model") as network:
                 return (render_learned_frames(picture, motion, network, progress=progress),)
-        return (render_pixel_frames(picture, motion, progress=progress),)
+        return (render_pixel_frames(picture, motion, progress=progress, device=compute_device()),)

@@ -4,6 +4,7 @@ Not a pytest test (nothing here is named ``test_*``); run it on demand:
 
     python tests/benchmark_motion.py                  # the full table (a few minutes)
     python tests/benchmark_motion.py --sizes 512 --frames 120 --threads 1
+    python tests/benchmark_motion.py --frames 120 --memory-only   # peak RSS per node
 
 For every size, loop length and thread count it times, on the same inputs in
 one process:
@@ -24,7 +25,9 @@ one process:
 The inputs are a random picture, a mask covering the bottom 32 % of it and
 ``procedural_flow(mask, "left to right", 0.5, "river", 0)``. It then prints
 where the time of ours goes (integration, splatting, hole filling, writing the
-frames, the rest of the render).
+frames, the rest of the render), and with ``--memory`` the peak RSS of each
+node of FlowPredictor -> EulerIntegrate -> SymmetricSplatFrameGen ->
+LoopVideoWriter (its ``write_loop``) at 512^2, 1536x1024 and 1920x1080.
 """
 
 from __future__ import annotations
@@ -70,19 +73,22 @@ def run_ours(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> tuple[fl
 
 
 class PhaseTimer:
-    """Wraps the render's phases (methods of ``frames._Splatter``) with wall-clock timers."""
+    """Wraps the render's phases (accumulate, finish, write) with wall-clock timers."""
 
-    PHASES = {"splat": "splatting", "fill_holes": "hole filling", "write": "writing frames"}
+    PHASES = {
+        (frames_module.PairedAccumulator, "accumulate"): "splatting",
+        (frames_module.PixelFinisher, "__call__"): "hole filling + normalising",
+        (frames_module, "_write_frame"): "writing frames",
+    }
 
     def __init__(self):
         self.seconds = defaultdict(float)
         self.originals = {}
 
     def __enter__(self) -> "PhaseTimer":
-        cls = frames_module._Splatter
-        for method, label in self.PHASES.items():
-            original = getattr(cls, method)
-            self.originals[method] = original
+        for (owner, name), label in self.PHASES.items():
+            original = getattr(owner, name)
+            self.originals[owner, name] = original
 
             def timed(*args, _original=original, _label=label, **kwargs):
                 start = time.perf_counter()
@@ -91,12 +97,12 @@ class PhaseTimer:
                 finally:
                     self.seconds[_label] += time.perf_counter() - start
 
-            setattr(cls, method, timed)
+            setattr(owner, name, timed)
         return self
 
     def __exit__(self, *exc) -> None:
-        for method, original in self.originals.items():
-            setattr(frames_module._Splatter, method, original)
+        for (owner, name), original in self.originals.items():
+            setattr(owner, name, original)
 
 
 def time_phases(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> dict[str, float]:
@@ -109,10 +115,105 @@ def time_phases(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> dict[
         end = time.perf_counter()
     phases = {"integration": middle - start}
     phases.update(timer.seconds)
-    phases["rest of render (setup, allocation, frame 0)"] = (end - middle) - sum(timer.seconds.values())
+    phases["rest of render (plan, allocation, frame 0)"] = (end - middle) - sum(timer.seconds.values())
     phases["total"] = end - start
     del video, motion
     return phases
+
+
+def accumulator_table(sizes, frames: int, repeats: int) -> None:
+    """Render seconds with each CPU accumulator (the 15 % rule for the paired layout), median of runs."""
+    print(f"\nRender seconds by accumulator, {frames} frames, {torch.get_num_threads()} thread(s):")
+    for size in sizes:
+        picture, flow = make_inputs(size)
+        motion = euler_integrate(flow, frames)
+        row = []
+        for accumulator in (frames_module.PairedAccumulator, frames_module.SplatAccumulator):
+            render_pixel_frames(picture, motion, accumulator=accumulator)  # warm-up
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                render_pixel_frames(picture, motion, accumulator=accumulator)
+                runs.append(time.perf_counter() - start)
+            row.append(statistics.median(runs))
+            print(f"  {size}^2 {accumulator.__name__}: {row[-1]:.3f} s (runs {', '.join(f'{r:.3f}' for r in runs)})",
+                  flush=True)
+        print(f"  {size}^2: paired complex64 layout saves {100 * (1 - row[0] / row[1]):.0f} % of the render")
+
+
+# --- peak memory of the node chain --------------------------------------------------------
+
+
+MEMORY_SIZES = ((512, 512), (1536, 1024), (1920, 1080))
+
+
+def chain_memory(width: int, height: int, frames: int) -> dict[str, float]:
+    """Peak RSS (GiB above the start, after a small warm-up run of the chain) per node of
+    FlowPredictor -> EulerIntegrate -> SymmetricSplatFrameGen -> LoopVideoWriter's write_loop (mp4)."""
+    import tempfile
+
+    from comfy_inprocess import import_comfy
+    from peak_memory import GIB, current_rss, peak_rss
+
+    import_comfy()
+    from text2cinemagraph.nodes.motion import EulerIntegrate, FlowPredictor, SymmetricSplatFrameGen
+    from text2cinemagraph.nodes.stages.video import write_loop
+
+    def inputs(height: int, width: int):
+        generator = torch.Generator().manual_seed(0)
+        coarse = torch.rand(1, 3, 8, 8, generator=generator)
+        image = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic")[0]
+        mask = torch.zeros(1, height, width)
+        mask[:, round(height * 0.68):] = 1.0
+        return image.clamp(0, 1).permute(1, 2, 0).unsqueeze(0).contiguous(), mask
+
+    # A first small run loads what the nodes import lazily (a server has done so after its first prompt).
+    image, mask = inputs(64, 64)
+    flow, _ = FlowPredictor().predict(image, mask, "procedural", "left to right", 0.5, "river", 0)
+    (motion,) = EulerIntegrate().integrate(flow, 4)
+    (video,) = SymmetricSplatFrameGen().render(image, motion, "pixel")
+    with tempfile.TemporaryDirectory() as folder:
+        write_loop(video, os.path.join(folder, "loop.mp4"), format="mp4")
+    image, mask = inputs(height, width)
+    base = current_rss()
+    result = {"batch GiB": frames * height * width * 3 * 4 / GIB}
+    with peak_rss() as memory:
+        flow, _ = FlowPredictor().predict(image, mask, "procedural", "left to right", 0.5, "river", 0)
+    result["FlowPredictor"] = (memory.peak - base) / GIB
+    with peak_rss() as memory:
+        (motion,) = EulerIntegrate().integrate(flow, frames)
+    result["EulerIntegrate"] = (memory.peak - base) / GIB
+    result["motion MiB"] = motion.nbytes / 2**20
+    with peak_rss() as memory:
+        (video,) = SymmetricSplatFrameGen().render(image, motion, "pixel")
+    result["SymmetricSplatFrameGen"] = (memory.peak - base) / GIB
+    with tempfile.TemporaryDirectory() as folder, peak_rss() as memory:
+        write_loop(video, os.path.join(folder, "loop.mp4"), format="mp4")
+    result["LoopVideoWriter (write_loop)"] = (memory.peak - base) / GIB
+    result["chain peak / batch"] = max(v for k, v in result.items() if k[0].isupper() and "GiB" not in k) \
+        / result["batch GiB"]
+    return result
+
+
+def memory_table(frames: int) -> None:
+    """One fresh process per size (so no size inherits another's heap), 1 thread."""
+    import json
+    import subprocess
+    import sys
+
+    print(f"\nPeak RSS above the process's start, GiB, {frames} frames (IMAGE batch float32):")
+    print("| size | IMAGE batch | FlowPredictor | EulerIntegrate | SymmetricSplatFrameGen | LoopVideoWriter | "
+          "chain peak / batch | motion MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for width, height in MEMORY_SIZES:
+        code = (f"import sys, json; sys.path.insert(0, {os.path.dirname(__file__)!r}); import torch; "
+                "torch.set_num_threads(1); import benchmark_motion as b; "
+                f"print(json.dumps(b.chain_memory({width}, {height}, {frames})))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {width}x{height} | {r['batch GiB']:.2f} | {r['FlowPredictor']:.2f} | {r['EulerIntegrate']:.2f} | "
+              f"{r['SymmetricSplatFrameGen']:.2f} | {r['LoopVideoWriter (write_loop)']:.2f} | "
+              f"{r['chain peak / batch']:.2f} | {r['motion MiB']:.0f} |", flush=True)
 
 
 # --- the release's scheme, re-implemented -------------------------------------------------
@@ -206,13 +307,26 @@ def main() -> None:
     parser.add_argument("--full-release-max", type=int, default=512 * 512,
                         help="pictures up to this many pixels time every frame of the release's scheme")
     parser.add_argument("--no-release", action="store_true", help="time ours only")
+    parser.add_argument("--memory", action="store_true",
+                        help="also the peak RSS per node of the chain at 512^2, 1536x1024, 1920x1080")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak RSS table")
+    parser.add_argument("--accumulators", action="store_true",
+                        help="only the render time of each CPU accumulator (paired complex64 vs plain splat_)")
     args = parser.parse_args()
 
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"cpu: {cpu_model()}, {os.cpu_count()} logical cores; torch {torch.__version__}")
     print(f"load average at start: {os.getloadavg()}")
+    if args.memory_only:
+        memory_table(max(args.frames))
+        return
+    if args.accumulators:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            accumulator_table(args.sizes, max(args.frames), args.repeats)
+        return
     # Ours first, for every configuration, then the release's scheme: its large allocations can
-    # fragment memory and slow the (huge-page) frame allocations of runs after it.
+    # fragment memory and slow the frame allocations of runs after it.
     ours = {}
     phase_tables = []
     for threads in args.threads:
@@ -262,6 +376,8 @@ def main() -> None:
         parts = ", ".join(f"{name} {seconds:.3f} ({100 * seconds / total:.0f}%)"
                           for name, seconds in phases.items() if name != "total")
         print(f"  {size}^2 x {frames}, {threads} thread(s): total {total:.3f}: {parts}")
+    if args.memory:
+        memory_table(max(args.frames))
     print(f"\nload average at end: {os.getloadavg()}")
 
 

@@ -108,13 +108,15 @@ def core_txt2img_prompt(seed: int = 0, steps: int = 4, size: int = 64, prefix: s
 class ComfyServer:
     def __init__(
         self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = (),
-        front_end_root: Optional[Path] = None, cache_classic: bool = False,
+        front_end_root: Optional[Path] = None, cache_classic: bool = False, cpu: bool = True,
         model_paths: Optional[dict[str, str]] = None,
     ):
         """``front_end_root``: a frontend's ``static`` folder (None: the one ComfyUI pins).
         ``cache_classic``: keep every node's last output (0.3.75's default; newer ComfyUI evicts
         under RAM pressure), for tests that assert which nodes ran from the cache.
+        ``cpu``: False lets ComfyUI use its GPU (tests/gpu_check.py).
         ``model_paths``: extra ComfyUI model folders, ``{folder name: path}``."""
+        self.cpu = cpu
         self.comfy_root = Path(comfy_root).resolve()
         self.model_paths = dict(model_paths or {})
         self.base = Path(base)
@@ -153,7 +155,8 @@ class ComfyServer:
         self.port = free_port()
         command = [
             sys.executable, str(self.comfy_root / "main.py"),
-            "--cpu", "--use-pytorch-cross-attention", "--listen", "127.0.0.1", "--port", str(self.port),
+            *(["--cpu"] if self.cpu else []),
+            "--use-pytorch-cross-attention", "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-api-nodes", "--disable-auto-launch",
             "--output-directory", str(self.output_dir),
             "--input-directory", str(self.input_dir),

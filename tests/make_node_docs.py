@@ -9,6 +9,7 @@ inputs with tooltips, outputs), so they cannot drift from the nodes: run
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +32,8 @@ def _kind(spec: list) -> str:
 
 
 def _cell(text: str) -> str:
+    # Tooltips may name this machine's model folder; the page names ComfyUI's instead.
+    text = re.sub(r"(?:/[^\s|/]+)*/models/", "ComfyUI/models/", text)
     return text.replace("|", "\\|").replace("\n", " ")
 
 

@@ -47,3 +47,38 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys, extra, words):
     assert main(args + extra) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_loop_that_cannot_fit_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    from text2cinemagraph.nodes.stages import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: 64 << 20)  # 64 MiB free
+    out = tmp_path / "loop.mp4"
+    code = main(["animate", os.path.join(ASSETS, "lake.png"), "--mask", os.path.join(ASSETS, "lake_mask.png"),
+                 "--frames", "120", "--out", str(out)])
+    message = capsys.readouterr().err
+    assert code == 2 and "--frames" in message and "GiB" in message and "120 frames" in message
+    assert not out.exists()
+
+
+def test_the_nodes_refuse_a_loop_that_cannot_fit(monkeypatch):
+    import torch
+    from comfy_inprocess import import_comfy
+
+    from text2cinemagraph.kernels import InputError
+    from text2cinemagraph.nodes import motion as motion_nodes
+    from text2cinemagraph.nodes.stages import memory
+
+    import_comfy()
+    monkeypatch.setattr(motion_nodes, "progress_callback", lambda total: None)
+    flow = torch.zeros(2, 64, 64)
+    flow[0, 20:40, 20:40] = 0.5
+    (motion,) = motion_nodes.EulerIntegrate().integrate(flow, 8)
+    assert motion.flow.device.type == "cpu" and motion.forward_stored.dtype == torch.int16
+    monkeypatch.setattr(memory, "available_memory", lambda device: 1 << 10)
+    with pytest.raises(InputError) as error:
+        motion_nodes.EulerIntegrate().integrate(flow, 8)
+    assert error.value.input_name == "frames" and "64x64" in str(error.value)
+    with pytest.raises(InputError) as error:
+        motion_nodes.SymmetricSplatFrameGen().render(torch.rand(1, 64, 64, 3), motion, "pixel")
+    assert error.value.input_name == "frames" and "8 frames at 64x64" in str(error.value)

@@ -8,8 +8,17 @@ import torch.nn.functional as F
 
 from motion_measure import angle_of, in_sector, mean_motion, smooth_texture
 from text2cinemagraph.kernels import InputError, euler_integrate
+from text2cinemagraph.nodes.stages import frames as frames_module
 from text2cinemagraph.nodes.stages.directions import DIRECTION_SECTORS
-from text2cinemagraph.nodes.stages.frames import render_pixel_frames
+from text2cinemagraph.kernels import splat_torch_
+from text2cinemagraph.nodes.stages.frames import (
+    PairedAccumulator,
+    SplatAccumulator,
+    animated_region,
+    pixel_frame_chunks,
+    render_pixel_frames,
+    stream_pixel_frames,
+)
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
 
 
@@ -113,11 +122,44 @@ def test_picture_of_another_size_is_rejected():
     assert error.value.input_name == "motion"
 
 
-def test_the_gpu_path_through_splat_renders_the_same_frames():
-    # render_by_splat is what runs on a GPU (splat_ -> the CuPy kernel); on the CPU it uses
-    # splat_torch_, which the CUDA kernel is tested against in test_splat.py.
-    from text2cinemagraph.nodes.stages.frames import render_by_splat
+def whole_picture_render(picture, motion, importance=None):
+    """An independent oracle: both copies of every pixel splatted over the whole picture with
+    splat_torch_, dense hole filling with avg_pool2d, the picture outside the animated region."""
+    height, width, channels = picture.shape
+    planar = picture.permute(2, 0, 1).reshape(channels, -1)
+    z = torch.zeros(height * width) if importance is None else importance.reshape(-1)
+    weight = torch.exp(z - z.max())
+    carried = torch.cat((planar * weight, weight[None]))
+    region = animated_region(motion).reshape(-1)
+    x0, y0 = motion.source_positions()
+    frames = [picture]
+    for n in range(1, motion.num_frames):
+        alpha = 1.0 - n / motion.num_frames
+        accum = carried.clone()
+        accum[:, motion.sources] = 0.0
+        values = carried[:, motion.sources]
+        for displacement, scale in ((motion.forward[n], alpha), (motion.backward[n], 1.0 - alpha)):
+            splat_torch_(accum, values, x0 + displacement[0], y0 + displacement[1],
+                         torch.full_like(x0, scale), width)
+        accum = accum.view(channels + 1, height, width)
+        for _ in range(32):
+            holes = accum[-1] < 1e-6
+            if not holes.any():
+                break
+            around = F.avg_pool2d(accum[None], 3, stride=1, padding=1, count_include_pad=False)[0]
+            accum[:, holes] = around[:, holes]
+        colour = (accum[:-1] / accum[-1:].clamp_min(1e-6)).reshape(channels, -1)
+        colour = torch.where(region, colour, planar)
+        frames.append(colour.T.reshape(height, width, channels))
+    return torch.stack(frames)
 
+
+@pytest.mark.parametrize("slice_sources", [None, 1000])
+def test_every_accumulator_renders_the_same_frames(slice_sources, monkeypatch):
+    # PairedAccumulator is the CPU's; SplatAccumulator (splat_) is the GPU's, run here through
+    # splat_torch_, which the CUDA kernel is tested against in test_splat.py and tests/gpu_check.py.
+    if slice_sources is not None:  # the CPU accumulator in many slices adds in the same order
+        monkeypatch.setattr(frames_module, "SLICE", slice_sources)
     picture = smooth_texture(96, 96, seed=7)
     mask = torch.zeros(1, 96, 96)
     mask[0, 30:96, 0:70] = 1.0  # runs off the bottom and left edges
@@ -125,7 +167,36 @@ def test_the_gpu_path_through_splat_renders_the_same_frames():
     motion = euler_integrate(flow, 20)
     importance = torch.rand(96, 96, generator=torch.Generator().manual_seed(0))
     for z in (None, importance):
-        fast = render_pixel_frames(picture, motion, importance=z)
-        simple = render_by_splat(picture, motion, importance=z)
-        assert torch.equal(simple[0], picture)
-        assert torch.allclose(fast, simple, atol=1e-5)
+        paired = render_pixel_frames(picture, motion, importance=z, accumulator=PairedAccumulator)
+        plain = render_pixel_frames(picture, motion, importance=z, accumulator=SplatAccumulator)
+        oracle = whole_picture_render(picture, motion, importance=z)
+        assert torch.equal(paired[0], picture) and torch.equal(plain[0], picture)
+        assert torch.equal(paired, plain)
+        assert torch.allclose(paired, oracle, atol=1e-5)
+
+
+def test_frames_come_in_chunks_equal_to_the_whole_batch():
+    picture = smooth_texture(64, 64, seed=8)
+    flow, _ = procedural_flow(centre_mask(64, 12), "upwards", 0.8, "generic", 0)
+    motion = euler_integrate(flow, 10)
+    calls = []
+    chunks = list(pixel_frame_chunks(picture, motion, progress=lambda d, t: calls.append((d, t)), chunk=4))
+    assert [len(c) for c in chunks] == [4, 4, 2]
+    assert torch.equal(torch.cat(chunks), render_pixel_frames(picture, motion))
+    assert calls == [(n, 10) for n in range(1, 11)]
+
+
+def test_a_loop_streamed_in_parts_equals_the_whole_render():
+    picture = smooth_texture(64, 64, seed=9)
+    mask = torch.zeros(1, 64, 64)
+    mask[0, 20:64, 0:50] = 1.0  # pixels leave the frame
+    flow, _ = procedural_flow(mask, "downwards, right to left", 1.2, "generic", 3)
+    whole = render_pixel_frames(picture, euler_integrate(flow, 15))
+    for parts in (2, 3):
+        streamed = torch.cat(list(stream_pixel_frames(picture, flow, 15, chunk=4, parts=parts)))
+        assert torch.equal(streamed, whole), parts
+    motion = euler_integrate(flow, 15, frames=(7, 12))
+    assert motion.forward_stored.shape[0] == 6 and motion.forward_stored.dtype == torch.int16
+    full = euler_integrate(flow, 15)
+    assert torch.equal(motion.forward_stored, full.forward_stored[7:13])
+    assert torch.equal(motion.backward_stored, full.backward_stored[7:13])

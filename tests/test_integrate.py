@@ -77,3 +77,23 @@ def test_rejects_bad_flow_and_frames():
     with pytest.raises(InputError) as error:
         euler_integrate(broken, 4)
     assert error.value.input_name == "flow" and "NaN" in str(error.value)
+
+
+def test_trajectories_are_stored_as_int16_and_keep_every_exit():
+    flow = random_smooth_flow(4, speed=2.5)
+    frames = 16
+    motion = euler_integrate(flow, frames)
+    assert motion.forward_stored.dtype == torch.int16 and motion.quantum <= 2.0**-8
+    assert motion.nbytes < 0.6 * (2 * 4 * (frames + 1) * 2 * motion.sources.numel())
+    x0, y0 = motion.source_positions()
+    height, width = flow.shape[1:]
+    x, y = x0 + motion.forward[-1, 0], y0 + motion.forward[-1, 1]
+    assert ((x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)).any()  # some pixels leave
+    # Each exit as the float64 oracle sees it (clear of rounding) is kept by the stored int16 values.
+    for n in range(frames + 1):
+        exact = reintegrate_dense(flow, n)[:, motion.sources]
+        ex, ey = x0.double() + exact[0], y0.double() + exact[1]
+        clearly_out = (ex < -1e-3) | (ex > width - 1 + 1e-3) | (ey < -1e-3) | (ey > height - 1 + 1e-3)
+        x, y = x0 + motion.forward[n, 0], y0 + motion.forward[n, 1]
+        stored_out = (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
+        assert bool(stored_out[clearly_out].all()), n

@@ -5,8 +5,19 @@ import torch
 from test_networks import models_dir  # noqa: F401  (fixture)
 
 from text2cinemagraph.kernels import euler_integrate
-from text2cinemagraph.nodes.stages.frames import animated_region
-from text2cinemagraph.nodes.stages.learned_frames import DECODER_MARGIN, decode_window, render_learned_frames
+from text2cinemagraph.kernels.morphology import erode
+from text2cinemagraph.nodes.stages.frames import (
+    PairedAccumulator,
+    RenderPlan,
+    SplatAccumulator,
+    animated_region,
+)
+from text2cinemagraph.nodes.stages.learned_frames import (
+    CORRECTION_BAND,
+    DECODER_MARGIN,
+    correction_weight,
+    render_learned_frames,
+)
 from text2cinemagraph.nodes.stages.networks import FrameNetConfig, build_network
 
 TINY = FrameNetConfig(ngf=8, feature_channels=8)
@@ -60,7 +71,8 @@ def test_without_correction_the_guarantees_still_hold(network):
 
 def test_the_decoded_window_is_a_real_crop_that_changes_nothing(network):
     picture, motion = scene(size=256)
-    rows, cols = decode_window(animated_region(motion), TINY.multiple)
+    plan = RenderPlan(motion, "cpu", margin=DECODER_MARGIN, multiple=TINY.multiple)
+    rows, cols = plan.rows, plan.cols
     assert rows.start % 4 == 0 and cols.start % 4 == 0
     assert (rows.stop - rows.start) * (cols.stop - cols.start) < 0.6 * 256 * 256
     for correct in (True, False):
@@ -68,6 +80,30 @@ def test_the_decoded_window_is_a_real_crop_that_changes_nothing(network):
         whole = render_learned_frames(picture, motion, network, correct_reconstruction=correct, crop=False)
         assert torch.allclose(cropped, whole, atol=2e-5)
     assert DECODER_MARGIN >= 48
+
+
+def test_both_accumulators_give_the_same_learned_frames(network):
+    picture, motion = scene(size=128, frames=4)
+    paired = render_learned_frames(picture, motion, network, accumulator=PairedAccumulator)
+    plain = render_learned_frames(picture, motion, network, accumulator=SplatAccumulator)
+    assert torch.equal(paired, plain)
+
+
+def test_the_reconstruction_correction_stays_at_the_region_edge(network):
+    # A textured region moving across the picture: with the correction, frames differ from the
+    # network's own decode only in a band along the region's edge; deep inside they are equal.
+    picture, motion = scene(size=160, frames=6, speed=2.0)
+    corrected = render_learned_frames(picture, motion, network)
+    network_only = render_learned_frames(picture, motion, network, correct_reconstruction=False)
+    region = animated_region(motion)
+    interior = erode(region, CORRECTION_BAND)
+    edge = region & ~erode(region, 1)
+    assert interior.sum() > 100
+    for n in range(1, 6):
+        assert torch.equal(corrected[n][interior], network_only[n][interior])
+        assert (corrected[n][edge] - network_only[n][edge]).abs().mean() > 1e-3
+    weight = correction_weight(region, CORRECTION_BAND)
+    assert torch.all(weight[edge] == 1.0) and torch.all(weight[interior] == 0.0) and torch.all(weight[~region] == 0)
 
 
 def dense(motion, n, backward=False):

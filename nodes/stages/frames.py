@@ -1,44 +1,53 @@
-"""Symmetric softmax splatting of the picture into a seamless loop (pixel method).
+"""The render: symmetric softmax splatting of a picture into a seamless loop.
 
 Frame ``n`` of ``N`` splats the picture forward by ``F_{0->n}`` with weight
 ``alpha = 1 - n/N`` and backward by ``F_{N->n}`` with weight ``1 - alpha``
 (Holynski et al. 2021), each source weighted by ``exp(Z - max Z)`` (softmax
-splatting), and divides by the summed weight. The picture is both the first
-and the last frame, so frame ``N`` would equal frame 0 and the loop is seamless.
+splatting, Niklaus & Liu 2020), and divides by the summed weight. The
+picture is both the first and the last frame, so frame ``N`` would equal
+frame 0 and the loop is seamless.
 
-Only the moving pixels are splatted, onto the moving region plus a margin
-that no moving pixel can cross; the still pixels inside that margin are
-accumulated once, and every pixel outside it is the source pixel, bit for bit.
+A render has three parts, and a frame passes through them in this order:
+
+1. :class:`RenderPlan`, built once: the region any moving pixel can reach,
+   the window (the region's bounding box, grown for a decoder), the sources'
+   start positions and the schedule of when each leaves the window.
+   :meth:`RenderPlan.positions` gives frame ``n``'s source positions.
+2. An accumulator adds the still pixels and frame ``n``'s two splatted copies
+   of the sources into window-sized sums ``[what each pixel carries, weight]``:
+   :class:`PairedAccumulator` (the CPU; channels paired into complex numbers)
+   or :class:`SplatAccumulator` (:func:`...kernels.splat_`: the CuPy kernel on
+   a GPU). Both add the same terms in the same order.
+3. A finisher turns the sums into the window's colours: :class:`PixelFinisher`
+   (normalise, fill holes) here, or the learned decoder of
+   :mod:`.learned_frames`.
+
+Every pixel outside the region is the picture's pixel, bit for bit, and
+frame 0 is the picture. :func:`frame_chunks` yields the frames a few at a
+time (bounded memory); :func:`render_frames` fills one ``[N, H, W, C]`` batch.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ...kernels import Motion, splat_symmetric_
+from ...kernels import Motion, euler_integrate, splat_
 from ...kernels.errors import InputError
-from ...kernels.integrate import FLOAT_INDEX_LIMIT, empty_output
+from ...kernels.morphology import dilate
 from ...kernels.warp import bilinear_weights
 from .inputs import single_picture
 
 ProgressFn = Callable[[int, int], None]
 
 HOLE_WEIGHT = 1e-6  # summed splat weight below which a pixel counts as a hole
+SLICE = 1 << 16  # sources whose products and temporaries the CPU accumulator handles at once
 MAX_FILL_PASSES = 32
-
-
-def dilate(region: Tensor, radius: int) -> Tensor:
-    """``[H, W]`` bool dilated by a ``(2r+1)^2`` square."""
-    if radius <= 0:
-        return region
-    grown = F.max_pool2d(region.float()[None, None], 2 * radius + 1, stride=1, padding=radius)
-    return grown[0, 0] > 0
 
 
 def animated_region(motion: Motion) -> Tensor:
@@ -52,89 +61,7 @@ def animated_region(motion: Motion) -> Tensor:
     support[motion.sources] = True
     if motion.sources.numel() == 0:
         return support.view(motion.height, motion.width)
-    # Only ceil(max |F|) matters: the cheap sqrt(max(fx^2 + fy^2)) decides it unless it lies
-    # within rounding of an integer, where the exact norm decides.
-    max_speed = float((motion.flow * motion.flow).sum(dim=0).max().sqrt())
-    if abs(max_speed - round(max_speed)) < 1e-3:
-        max_speed = float(motion.flow.norm(dim=0).max())
-    return dilate(support.view(motion.height, motion.width), math.ceil(max_speed) + 2)
-
-
-def _fill_listed_(accum: Tensor, holes: Tensor, height: int, width: int, zero: int, weight: int = -1) -> Tensor:
-    """Jacobi passes of :func:`fill_holes_` restricted to the listed holes.
-
-    ``accum`` is ``[..., L]`` (channels in the leading dimensions, flattened
-    channel ``weight`` the summed weight) with an ``height x width`` image in
-    its first columns (row-major) and 0 in column ``zero``; ``holes`` lists flat indices
-    into that image. Each pass replaces every listed pixel whose weight is
-    still below ``HOLE_WEIGHT`` by the mean of its 3x3 neighbourhood within
-    the image, with the arithmetic of ``avg_pool2d`` (row-major sum, divided
-    by the number of neighbours inside the image), so the result equals the
-    dense fill wherever the listed holes are all the holes their neighbours
-    depend on. Returns the indices still empty after ``MAX_FILL_PASSES``.
-    """
-    if holes.numel() == 0:
-        return holes
-    device = holes.device
-    steps = torch.tensor((-1, 0, 1), device=device)
-    dy, dx = steps.repeat_interleave(3)[:, None], steps.repeat(3)[:, None]  # avg_pool2d's window order
-    row = torch.div(holes, width, rounding_mode="floor") + dy
-    col = holes % width + dx
-    valid = (row >= 0) & (row < height) & (col >= 0) & (col < width)
-    index = torch.where(valid, holes + (dy * width + dx), zero)  # [9, K]
-    count = valid.sum(dim=0).to(accum.dtype)
-    lead = accum.shape[:-1]
-    for _ in range(MAX_FILL_PASSES):
-        around = torch.index_select(accum, -1, index.reshape(-1)).view(*lead, 9, -1)
-        total = around[..., 0, :] + around[..., 1, :]
-        for k in range(2, 9):
-            total += around[..., k, :]
-        total /= count
-        accum.index_copy_(-1, holes, total)
-        still = total.reshape(-1, total.shape[-1])[weight] < HOLE_WEIGHT
-        if not bool(still.any()):
-            return holes[:0]
-        if not bool(still.all()):
-            holes, index, count = holes[still], index[:, still], count[still]
-    return holes
-
-
-def fill_holes_(accum: Tensor) -> Tensor:
-    """Fill pixels with (almost) no splatted weight from their neighbours, in place.
-
-    Up to ``MAX_FILL_PASSES`` times, every pixel whose weight is below
-    ``HOLE_WEIGHT`` takes the mean of its 3x3 neighbourhood (pixels outside the
-    image not counted), all holes at once from the previous pass's values.
-
-    Args:
-        accum: ``[C + 1, h, w]`` weighted sums with the summed weight last.
-    Returns:
-        ``[h, w]`` bool of the pixels still empty after ``MAX_FILL_PASSES``.
-    """
-    channels, height, width = accum.shape
-    holes = accum[-1] < HOLE_WEIGHT
-    if not holes.any():
-        return holes
-    if int(holes.sum()) * 4 > holes.numel():  # mostly holes: dense passes are cheaper
-        for _ in range(MAX_FILL_PASSES):
-            neighbours = F.avg_pool2d(accum[None], 3, stride=1, padding=1, count_include_pad=False)[0]
-            accum[:, holes] = neighbours[:, holes]
-            holes = accum[-1] < HOLE_WEIGHT
-            if not holes.any():
-                break
-        return holes
-    flat = torch.cat((accum.reshape(channels, -1), accum.new_zeros((channels, 1))), dim=1)
-    listed = torch.nonzero(holes.reshape(-1)).squeeze(1)
-    left = _fill_listed_(flat, listed, height, width, height * width)
-    accum.copy_(flat[:, : height * width].view(channels, height, width))
-    empty = torch.zeros(height * width, dtype=torch.bool, device=accum.device)
-    empty[left] = True
-    return empty.view(height, width)
-
-
-def _bounding_box(region: Tensor) -> tuple[slice, slice]:
-    ys, xs = torch.nonzero(region, as_tuple=True)
-    return slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1)
+    return dilate(support.view(motion.height, motion.width), math.ceil(float(motion.flow.norm(dim=0).max())) + 2)
 
 
 def check_picture(image: Tensor, motion: Motion) -> Tensor:
@@ -148,332 +75,444 @@ def check_picture(image: Tensor, motion: Motion) -> Tensor:
     return image
 
 
+# --- 1. the plan ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Exits:
+    """Sources (indices into the ``2M`` copies) that end outside the window, in the order they leave."""
+
+    leaving: Tensor  # [L]
+    frames: list  # [L] ascending: forward, outside from that frame on; backward, outside up to it
+    parked: Tensor  # [2, L] positions inside the window, used while dropped
+    forward: bool
+
+
+class RenderPlan:
+    """Everything a render needs that does not change from frame to frame.
+
+    Attributes:
+        motion: the :class:`Motion` on the plan's device.
+        region: ``[H, W]`` bool, :func:`animated_region`.
+        rows, cols: the window, in picture pixels.
+        inside: ``[h * w]`` bool, the region within the window (row-major).
+        sources: ``[M]`` flat window indices of the moving pixels.
+        position: ``[2, 2M]`` window coordinates of the forward copies, then
+            the backward copies, for the frame last asked of :meth:`positions`.
+    """
+
+    def __init__(self, motion: Motion, device, margin: int = 0, multiple: int = 1):
+        self.device = torch.device(device)
+        self.motion = motion = motion.to(self.device)
+        self.region = animated_region(motion)
+        height, width = self.region.shape
+        ys, xs = torch.nonzero(self.region, as_tuple=True)
+        top = max(0, int(ys.min()) - margin) // multiple * multiple
+        left = max(0, int(xs.min()) - margin) // multiple * multiple
+        self.rows = slice(top, min(height, int(ys.max()) + 1 + margin))
+        self.cols = slice(left, min(width, int(xs.max()) + 1 + margin))
+        self.shape = (self.rows.stop - top, self.cols.stop - left)
+        self.inside = self.region[self.rows, self.cols].reshape(-1)
+        x0, y0 = motion.source_positions()
+        x0, y0 = x0 - left, y0 - top  # integers: exact
+        self.count = count = x0.shape[0]
+        self.sources = y0.long() * self.shape[1] + x0.long()
+        self.origin = torch.stack((torch.cat((x0, x0)), torch.cat((y0, y0))))
+        self.position = torch.empty_like(self.origin)
+        self.high = torch.tensor([[self.shape[1] - 1.0], [self.shape[0] - 1.0]], device=self.device)
+        first, last = motion.stored_frames[0], motion.stored_frames[-1]
+        ends = motion.displacements(last, self.device)[0], motion.displacements(first, self.device)[1]
+        self.exits = [
+            self._exits(motion.forward_stored, ends[0], x0, y0, 0, True),
+            self._exits(motion.backward_stored, ends[1], x0, y0, count, False),
+        ]
+
+    @property
+    def num_frames(self) -> int:
+        return self.motion.num_frames
+
+    def window(self, picture: Tensor) -> Tensor:
+        """``[C, h * w]``: the window of an ``[H, W, C]`` picture, channels first."""
+        return picture[self.rows, self.cols].permute(2, 0, 1).reshape(picture.shape[-1], -1)
+
+    def _away(self, x: Tensor, y: Tensor) -> Tensor:
+        return (x < 0) | (x > self.high[0, 0]) | (y < 0) | (y > self.high[1, 0])
+
+    def _exits(self, stored: Tensor, end: Tensor, x0: Tensor, y0: Tensor, first: int, forward: bool):
+        """The :class:`_Exits` of one pass (``None`` if every source stays in the window).
+
+        The integrator freezes a pixel where it leaves the frame, so a source
+        outside the window at the end of its pass (the last stored frame
+        forward, the first backward) is outside from some frame on (forward)
+        or up to some frame (backward); bisection finds that frame.
+        """
+        frames = self.motion.stored_frames
+        x, y = x0 + end[0], y0 + end[1]
+        leaving = torch.nonzero(self._away(x, y)).squeeze(1)
+        if leaving.numel() == 0:
+            return None
+        # The frame just before the stored ones counts as inside: only stored frames are tested.
+        inside_at = torch.full_like(leaving, frames[0] - 1 if forward else frames[-1] + 1)
+        outside_at = torch.full_like(leaving, frames[-1] if forward else frames[0])
+        quantum = self.motion.quantum
+        while bool(((outside_at - inside_at).abs() > 1).any()):
+            middle = torch.div(inside_at + outside_at, 2, rounding_mode="floor")
+            middle = torch.where((outside_at - inside_at).abs() > 1, middle, outside_at)  # settled: stay
+            step = stored[middle - frames[0], :, leaving].float() * quantum  # [L, 2]
+            away = self._away(x0[leaving] + step[:, 0], y0[leaving] + step[:, 1])
+            outside_at = torch.where(away, middle, outside_at)
+            inside_at = torch.where(away, inside_at, middle)
+        order = torch.argsort(outside_at, descending=not forward, stable=True)
+        leaving, outside_at = leaving[order], outside_at[order]
+        parked = torch.stack((x[leaving], y[leaving])).clamp_min(0.0)
+        parked = torch.minimum(parked, self.high)
+        frames = outside_at.tolist() if forward else outside_at.flip(0).tolist()
+        return _Exits(leaving + first, frames, parked, forward)
+
+    def positions(self, n: int) -> tuple[float, list[Tensor]]:
+        """Fill :attr:`position` for frame ``n``; returns ``(alpha, dropped)``.
+
+        ``dropped`` lists the sources outside the window in this frame (outside
+        the picture, so the splat drops them); their positions are parked
+        inside the window, so an accumulator must give them no weight.
+        """
+        count, position = self.count, self.position
+        forward, backward = self.motion.displacements(n, self.device)
+        torch.add(self.origin[:, :count], forward, out=position[:, :count])
+        torch.add(self.origin[:, count:], backward, out=position[:, count:])
+        dropped = []
+        for exits in self.exits:
+            if exits is None:
+                continue
+            if exits.forward:
+                gone = bisect.bisect_right(exits.frames, n)
+            else:
+                gone = len(exits.frames) - bisect.bisect_left(exits.frames, n)
+            if gone:
+                position[:, exits.leaving[:gone]] = exits.parked[:, :gone]
+                dropped.append(exits.leaving[:gone])
+        if bool((position.amin(dim=1) < 0).any()) or bool((position.amax(dim=1, keepdim=True) > self.high).any()):
+            # Not a frozen exit (a motion not made by euler_integrate): test every source.
+            away = torch.nonzero(((position < 0) | (position > self.high)).any(dim=0)).squeeze(1)
+            torch.minimum(position.clamp_min_(0.0), self.high, out=position)
+            dropped.append(away)
+        return 1.0 - n / self.num_frames, dropped
+
+
+# --- 2. accumulators ------------------------------------------------------------------------
+
+
+class Accumulator(Protocol):
+    """Sums ``[carried channels..., weight]`` of a window, ``size`` columns, the first ``h * w`` the window."""
+
+    zero: int  # a column that always holds 0
+
+    def accumulate(self, plan: RenderPlan, alpha: float, dropped: list[Tensor]) -> None: ...
+
+    def channel(self, c: int) -> Tensor: ...
+
+    @property
+    def sums(self) -> Tensor: ...
+
+
+class PairedAccumulator:
+    """The CPU accumulator: channels packed in pairs into complex64 numbers.
+
+    One scattered complex addition adds two float channels (a complex times a
+    weight stored as a complex with imaginary part 0 is two float products,
+    exactly), which halves the ``index_add_`` calls. The sums hold the window
+    row-major, then a row and two cells that only receive zero-weight
+    corners and dropped sources (``trash``), then ``zero``.
+    """
+
+    def __init__(self, plan: RenderPlan, carried: Tensor):
+        height, width = plan.shape
+        channels = carried.shape[0]
+        self.pairs = pairs = (channels + 1) // 2
+        size = (height + 1) * width + 3
+        self.trash, self.zero = height * width, size - 1
+        still = carried.new_zeros((2 * pairs, size))
+        still[:channels, : height * width] = carried
+        still[:, plan.sources] = 0.0
+        self.still = self._pack(still)
+        values = still.new_zeros((2 * pairs, plan.count))
+        values[:channels] = carried[:, plan.sources]
+        self.values = self._pack(values.repeat(1, 2))  # forward copies, then backward copies
+        total, device = 2 * plan.count, carried.device
+        self.slices = [slice(first, min(first + SLICE, total)) for first in range(0, total, SLICE)]
+        part = min(total, SLICE)
+        self.lower = torch.empty((2, part), device=device)
+        self.fractions = torch.empty((2, 2, part), device=device)
+        self.cell = torch.empty((2, part), dtype=torch.long, device=device)
+        self.contributions = torch.empty((pairs, part), dtype=torch.complex64, device=device)
+        # Corner weights as complex numbers with imaginary part 0, written through their real view.
+        self.complex_weight = torch.zeros((4, total), dtype=torch.complex64, device=device)
+        self.weight = torch.view_as_real(self.complex_weight)[..., 0]
+        self.index = torch.empty(total, dtype=torch.long, device=device)
+        self.accum = torch.empty((pairs, size), dtype=torch.complex64, device=device)
+        self.corner_views = [self.accum[:, offset:] for offset in (0, 1, width, width + 1)]
+
+    @staticmethod
+    def _pack(planes: Tensor) -> Tensor:
+        """``[2P, L]`` float channels -> ``[P, L]`` complex64 (channel ``2p`` real, ``2p + 1`` imaginary)."""
+        pairs, length = planes.shape[0] // 2, planes.shape[1]
+        return torch.view_as_complex(planes.view(pairs, 2, length).transpose(1, 2).contiguous())
+
+    @property
+    def sums(self) -> Tensor:
+        """``[P, 2, size]`` float view (channel ``c`` is ``[c // 2, c % 2]``)."""
+        return torch.view_as_real(self.accum).transpose(1, 2)
+
+    def channel(self, c: int) -> Tensor:
+        return torch.view_as_real(self.accum)[c // 2, :, c % 2]
+
+    def accumulate(self, plan: RenderPlan, alpha: float, dropped: list[Tensor]) -> None:
+        count = plan.count
+        for part in self.slices:  # temporaries for a slice of the sources at a time
+            size = part.stop - part.start
+            lower, cell = self.lower[:, :size], self.cell[:, :size]
+            bilinear_weights(plan.position[:, part], lower, self.fractions[:, :, :size], self.weight[:, part])
+            cell.copy_(lower)
+            torch.add(cell[0], cell[1], alpha=plan.shape[1], out=self.index[part])
+        self.weight[:, :count].mul_(alpha)
+        self.weight[:, count:].mul_(1.0 - alpha)
+        for indices in dropped:  # all four corners land in the padding row
+            self.index.index_fill_(0, indices, self.trash)
+        self.accum.copy_(self.still)
+        for corner, view in enumerate(self.corner_views):
+            # Corner by corner, in source order (the order of splat_torch_); the products stay in cache.
+            for part in self.slices:
+                contributions = self.contributions[:, : part.stop - part.start]
+                torch.mul(self.values[:, part], self.complex_weight[corner, part], out=contributions)
+                view.index_add_(1, self.index[part], contributions)
+
+
+class SplatAccumulator:
+    """One :func:`...kernels.splat_` call a frame: the CuPy kernel on a GPU, plain torch elsewhere.
+
+    The sums are ``[C + 1, (h + 1) * w]``: the window, then a row that only
+    receives zero-weight corners (its first cell is ``zero``).
+    """
+
+    def __init__(self, plan: RenderPlan, carried: Tensor):
+        height, width = plan.shape
+        self.zero = height * width
+        self.still = carried.new_zeros((carried.shape[0], (height + 1) * width))
+        self.still[:, : height * width] = carried
+        self.still[:, plan.sources] = 0.0
+        self.values = carried[:, plan.sources].repeat(1, 2)
+        self.accum = torch.empty_like(self.still)
+        self.scale = torch.empty(2 * plan.count, device=carried.device)
+
+    @property
+    def sums(self) -> Tensor:
+        return self.accum
+
+    def channel(self, c: int) -> Tensor:
+        return self.accum[c]
+
+    def accumulate(self, plan: RenderPlan, alpha: float, dropped: list[Tensor]) -> None:
+        self.scale[: plan.count] = alpha
+        self.scale[plan.count :] = 1.0 - alpha
+        for indices in dropped:
+            self.scale[indices] = 0.0
+        self.accum.copy_(self.still)
+        splat_(self.accum, self.values, plan.position[0], plan.position[1], self.scale, plan.shape[1])
+
+
+def make_accumulator(plan: RenderPlan, carried: Tensor) -> Accumulator:
+    """The accumulator for the plan's device: paired on the CPU, the splat kernel elsewhere."""
+    return PairedAccumulator(plan, carried) if plan.device.type == "cpu" else SplatAccumulator(plan, carried)
+
+
+# --- 3. finishing a frame -------------------------------------------------------------------
+
+
+def fill_holes_(accum: Accumulator, weight: int, shape: tuple[int, int]) -> Tensor:
+    """Fill the window's pixels with (almost) no splatted weight from their neighbours, in place.
+
+    Up to ``MAX_FILL_PASSES`` Jacobi passes: every pixel whose weight is still
+    below ``HOLE_WEIGHT`` takes the mean of its 3x3 neighbourhood within the
+    window (the arithmetic of ``avg_pool2d`` without padding), all at once from
+    the previous pass's values. Only the holes are visited. Returns the flat
+    window indices still empty at the end.
+    """
+    height, width = shape
+    holes = torch.nonzero(accum.channel(weight)[: height * width] < HOLE_WEIGHT).squeeze(1)
+    if holes.numel() == 0:
+        return holes
+    sums = accum.sums
+    steps = torch.tensor((-1, 0, 1), device=holes.device)
+    dy, dx = steps.repeat_interleave(3)[:, None], steps.repeat(3)[:, None]  # avg_pool2d's window order
+    row = torch.div(holes, width, rounding_mode="floor") + dy
+    col = holes % width + dx
+    valid = (row >= 0) & (row < height) & (col >= 0) & (col < width)
+    index = torch.where(valid, holes + (dy * width + dx), accum.zero)  # [9, K]
+    count = valid.sum(dim=0).to(sums.dtype)
+    lead = sums.shape[:-1]
+    for _ in range(MAX_FILL_PASSES):
+        around = torch.index_select(sums, -1, index.reshape(-1)).view(*lead, 9, -1)
+        total = around[..., 0, :] + around[..., 1, :]
+        for k in range(2, 9):
+            total += around[..., k, :]
+        total /= count
+        sums.index_copy_(-1, holes, total)
+        still = total.reshape(-1, total.shape[-1])[weight] < HOLE_WEIGHT
+        if not bool(still.any()):
+            return holes[:0]
+        if not bool(still.all()):
+            holes, index, count = holes[still], index[:, still], count[still]
+    return holes
+
+
+class PixelFinisher:
+    """Colours of the window from pixel sums: normalised, holes filled, the picture outside the region."""
+
+    def __init__(self, plan: RenderPlan, planar: Tensor):
+        self.plan, self.planar = plan, planar  # [C, h * w] the picture's window
+        self.colour = torch.empty_like(planar)
+
+    def __call__(self, accum: Accumulator) -> Tensor:
+        """``[C, h * w]`` colours of the window."""
+        channels, pixels = self.planar.shape
+        empty = fill_holes_(accum, channels, self.plan.shape)
+        denominator = accum.channel(channels)[:pixels].clamp_min(HOLE_WEIGHT)
+        for c in range(channels):
+            torch.div(accum.channel(c)[:pixels], denominator, out=self.colour[c])
+        if empty.numel():
+            self.colour[:, empty] = self.planar[:, empty]
+        return torch.where(self.plan.inside, self.colour, self.planar)
+
+
+# --- the frame loop -------------------------------------------------------------------------
+
+
+def _write_frame(out: Tensor, picture: Tensor, plan: RenderPlan, window: Optional[Tensor]) -> None:
+    """``out [H, W, C]`` = the picture, with the window's ``[C, h * w]`` colours (when given)."""
+    if window is None:
+        out.copy_(picture)
+        return
+    rows, cols = plan.rows, plan.cols
+    out[: rows.start] = picture[: rows.start]
+    out[rows.stop :] = picture[rows.stop :]
+    out[rows, : cols.start] = picture[rows, : cols.start]
+    out[rows, cols.stop :] = picture[rows, cols.stop :]
+    out[rows, cols] = window.view(-1, *plan.shape).permute(1, 2, 0).to(out.device)
+
+
+def frame_chunks(
+    picture: Tensor,
+    plan: Optional[RenderPlan],
+    accumulator: Optional[Accumulator],
+    finish: Callable[[Accumulator], Tensor],
+    chunk: int,
+    progress: Optional[ProgressFn] = None,
+    out: Optional[Tensor] = None,
+    frames: Optional[range] = None,
+) -> Iterator[Tensor]:
+    """Yield the ``N`` frames (or those in ``frames``) as ``[k, H, W, C]`` CPU chunks of at most ``chunk``.
+
+    ``plan`` is ``None`` when nothing moves (every frame is the picture).
+    With ``out`` (``[N, H, W, C]``) the chunks are views into it; otherwise
+    each is freshly allocated. ``progress(n + 1, N)`` after frame ``n``.
+    """
+    total = plan.num_frames if plan is not None else out.shape[0]
+    frames = frames if frames is not None else range(total)
+    height, width, channels = picture.shape
+    for first in range(frames.start, frames.stop, chunk):
+        last = min(first + chunk, frames.stop)
+        batch = out[first:last] if out is not None else torch.empty((last - first, height, width, channels))
+        for n in range(first, last):
+            window = None
+            if n > 0 and plan is not None:
+                alpha, dropped = plan.positions(n)
+                accumulator.accumulate(plan, alpha, dropped)
+                window = finish(accumulator)
+            _write_frame(batch[n - first], picture, plan, window)
+            if progress is not None:
+                progress(n + 1, total)
+        yield batch
+
+
+def pixel_frame_chunks(
+    image: Tensor,
+    motion: Motion,
+    importance: Optional[Tensor] = None,
+    progress: Optional[ProgressFn] = None,
+    chunk: int = 8,
+    device=None,
+    accumulator: Optional[type] = None,
+    out: Optional[Tensor] = None,
+) -> Iterator[Tensor]:
+    """The pixel method's frames, ``chunk`` at a time (see :func:`render_pixel_frames`): all ``N``,
+    or the motion's stored frames when it holds only some (``euler_integrate(..., frames=...)``)."""
+    picture = check_picture(image, motion).float().cpu()
+    if motion.sources.numel() == 0:
+        if out is None:
+            out = torch.empty((motion.num_frames, *picture.shape))
+        return frame_chunks(picture, None, None, lambda accum: None, chunk, progress, out,
+                            range(motion.num_frames))
+    plan = RenderPlan(motion, device if device is not None else motion.flow.device)
+    window = plan.window(picture.to(plan.device))
+    carried = torch.cat((window, window.new_ones((1, window.shape[1]))))
+    if importance is not None:
+        z = importance.to(plan.device).float()
+        weight = torch.exp(z - z.max())[plan.rows, plan.cols].reshape(1, -1)
+        carried = torch.cat((window * weight, weight))
+    accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
+    stored = motion.stored_frames
+    frames = range(stored.start, min(stored.stop, motion.num_frames))
+    return frame_chunks(picture, plan, accum, PixelFinisher(plan, window), chunk, progress, out, frames)
+
+
+def stream_pixel_frames(
+    image: Tensor,
+    flow: Tensor,
+    num_frames: int,
+    chunk: int = 4,
+    parts: int = 2,
+    device="cpu",
+    progress: Optional[ProgressFn] = None,
+) -> Iterator[Tensor]:
+    """Integrate and render a loop in ``parts`` runs of consecutive frames, ``chunk`` frames at a time.
+
+    Each part stores only its own frames' trajectories, so the motion takes
+    ``1 / parts`` of the memory of a whole loop's, for ``(parts + 1) / 2``
+    times the integration work. The frames equal :func:`render_pixel_frames`'s.
+    """
+    bounds = [round(i * num_frames / parts) for i in range(parts + 1)]
+    for first, stop in zip(bounds[:-1], bounds[1:]):
+        if stop <= first:
+            continue
+        motion = euler_integrate(flow.to(device), num_frames, frames=(first, stop - 1))
+        yield from pixel_frame_chunks(image, motion, progress=progress, chunk=chunk, device=device)
+        del motion
+
+
 def render_pixel_frames(
-    image: Tensor, motion: Motion, importance: Optional[Tensor] = None, progress: Optional[ProgressFn] = None
+    image: Tensor,
+    motion: Motion,
+    importance: Optional[Tensor] = None,
+    progress: Optional[ProgressFn] = None,
+    device=None,
+    accumulator: Optional[type] = None,
 ) -> Tensor:
     """Render the ``N`` frames of the loop by symmetric softmax splatting of pixels.
 
     Args:
         image: ``[H, W, C]`` (or ``[1, H, W, C]``) float picture.
-        motion: displacements from :func:`..kernels.euler_integrate`.
+        motion: displacements from :func:`...kernels.euler_integrate`.
         importance: optional ``[H, W]`` softmax-splatting metric Z (default 0:
             overlapping pixels are averaged).
         progress: ``progress(done, N)`` after each frame; may raise to stop.
+        device: where to splat (default: the motion's device).
+        accumulator: an accumulator class (default: :func:`make_accumulator`'s choice).
 
     Returns:
-        ``[N, H, W, C]`` frames; frame 0 is the picture.
+        ``[N, H, W, C]`` float32 CPU frames; frame 0 is the picture.
     """
-    image = check_picture(image, motion).float()
-    height, width, channels = image.shape
-    frames_total = motion.num_frames
-    frames = empty_output((frames_total, height, width, channels), image.dtype, image.device)
-    if motion.sources.numel() == 0:
-        frames.copy_(image.expand_as(frames))
-        return frames
-    if motion.flow.is_cuda:
-        return render_by_splat(image, motion, importance, progress, out=frames)
-    splatter = _Splatter(image, motion, importance)
-    for n in range(frames_total):
-        if n == 0:
-            frames[0].copy_(image)  # alpha = 1 and no displacement: the picture itself
-        else:
-            splatter.render(n, frames[n])
-        if progress is not None:
-            progress(n + 1, frames_total)
-    return frames
-
-
-def softmax_carried(image: Tensor, importance: Optional[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
-    """``(picture [C, H*W], carried [C + 1, H*W])``: what each pixel splats, ``[colour * w, w]``
-    with softmax-splatting weights ``w = exp(Z - max Z)`` (``Z = 0`` without ``importance``)."""
-    height, width, channels = image.shape
-    planar = image.to(device).permute(2, 0, 1).reshape(channels, -1)
-    z = torch.zeros(height * width, device=device) if importance is None else importance.to(device).reshape(-1)
-    weight = torch.exp(z - z.max())
-    return planar, torch.cat((planar * weight, weight[None]))
-
-
-def render_by_splat(
-    image: Tensor,
-    motion: Motion,
-    importance: Optional[Tensor] = None,
-    progress: Optional[ProgressFn] = None,
-    out: Optional[Tensor] = None,
-) -> Tensor:
-    """The same frames as :func:`render_pixel_frames`, one :func:`...kernels.splat_` call a frame.
-
-    This is the path on a GPU, where ``splat_`` runs the CuPy kernel; the CPU path
-    (:class:`_Splatter`) computes the same sums in a layout tuned for the CPU.
-    Frames are returned on the picture's device.
-    """
-    image = check_picture(image, motion).float()
-    height, width, channels = image.shape
-    frames_total, device = motion.num_frames, motion.flow.device
-    frames = out if out is not None else image.unsqueeze(0).repeat(frames_total, 1, 1, 1)
-    frames.copy_(image.expand_as(frames))
-    planar, carried = softmax_carried(image, importance, device)
-    region = animated_region(motion)
-    moving = torch.zeros(height * width, dtype=torch.bool, device=device)
-    moving[motion.sources] = True
-    still = region.reshape(-1) & ~moving
-    still_accum = torch.zeros_like(carried)
-    still_accum[:, still] = carried[:, still]
-    sources = carried[:, motion.sources]
-    values = torch.cat((sources, sources), dim=1)  # forward copies, then backward copies
-    x0, y0 = motion.source_positions()
-    region_index = torch.nonzero(region.reshape(-1)).squeeze(1)
-    rows, cols = _bounding_box(region)
-    if progress is not None:
-        progress(1, frames_total)  # frame 0 is the picture
-    for n in range(1, frames_total):
-        accum = splat_symmetric_(still_accum.clone(), values, x0, y0, motion, n, width)
-        empty = fill_holes_(accum.view(channels + 1, height, width)[:, rows, cols])
-        colour = accum[:channels, region_index] / accum[channels, region_index].clamp_min(HOLE_WEIGHT)
-        if empty.any():
-            left = torch.zeros(height, width, dtype=torch.bool, device=device)
-            left[rows, cols] = empty
-            left = left.reshape(-1)[region_index]
-            colour[:, left] = planar[:, region_index[left]]
-        frames[n].view(-1, channels)[region_index.to(frames.device)] = colour.T.to(frames.device)
-        if progress is not None:
-            progress(n + 1, frames_total)
-    return frames
-
-
-class _Splatter:
-    """Symmetric splatting of the moving pixels, frame by frame, in the region's bounding box.
-
-    The accumulator holds ``rows x cols`` box pixels row-major, then a row and
-    two cells that only ever receive zero-weight corners (a source exactly on
-    the bottom or right edge of the picture, or one that left the frame),
-    then one cell that stays 0 (for the hole filling): ``(rows + 1) * cols + 3``
-    pixels. Its ``C + 1`` channels (colour times weight, then the weight) are
-    packed in pairs into ``complex64`` numbers, so that one scattered addition
-    adds two channels (a complex addition is two float additions, and a
-    complex times a weight stored as a complex with imaginary part 0 is two
-    float products, exactly). Sources are
-    the moving pixels twice (forward, then backward copies) and their four
-    corners are added corner by corner, in the order of
-    :func:`...kernels.splat_torch_` on the whole picture, so every sum is the
-    same bit for bit.
-    """
-
-    def __init__(self, image: Tensor, motion: Motion, importance: Optional[Tensor]):
-        device = motion.flow.device
-        height, width, channels = image.shape
-        self.image, self.motion, self.channels = image, motion, channels
-        self.count = count = motion.sources.numel()
-        planar, carried = softmax_carried(image, importance, device)
-        self.pairs = pairs = (channels + 2) // 2  # complex rows; an odd count gets a zero channel
-        if 2 * pairs > channels + 1:
-            carried = torch.cat((carried, torch.zeros_like(carried[-1:])))
-
-        region = animated_region(motion)
-        rows, cols = _bounding_box(region)
-        self.rows, self.cols = rows, cols
-        top, left = rows.start, cols.start
-        self.box_h, self.box_w = box_h, box_w = rows.stop - top, cols.stop - left
-        box_pixels = box_h * box_w
-        size = (box_h + 1) * box_w + 3
-        self.trash = box_pixels  # corners of a dropped source: the padding row
-        self.zero = size - 1
-        self.shift = top * box_w + left
-        region_box = region[rows, cols].reshape(-1)
-        self.region_box = None if bool(region_box.all()) else region_box
-        self.planar_box = planar.view(channels, height, width)[:, rows, cols].reshape(channels, -1)
-
-        moving = torch.zeros(height * width, dtype=torch.bool, device=device)
-        moving[motion.sources] = True
-        still = torch.nonzero(region.reshape(-1) & ~moving).squeeze(1)
-        still_y = torch.div(still, width, rounding_mode="floor")
-        still_box = torch.zeros((2 * pairs, size), device=device)
-        still_box[:, (still_y - top) * box_w + (still - still_y * width - left)] = carried[:, still]
-        self.still = self._pack(still_box)
-        if self.region_box is not None:
-            padding = torch.zeros(size - box_pixels, dtype=torch.bool, device=device)
-            self.outside_region = torch.cat((~region_box, padding))
-
-        sources = carried[:, motion.sources]
-        self.values = self._pack(torch.cat((sources, sources), dim=1))  # [pairs, 2M] complex
-        x0, y0 = motion.source_positions()
-        self.origin = torch.stack((torch.cat((x0, x0)), torch.cat((y0, y0))))
-        self.low = torch.tensor([[float(left)], [float(top)]], device=device)
-        self.high = torch.tensor([[float(cols.stop - 1)], [float(rows.stop - 1)]], device=device)
-        self.exits = [self._exits(motion.forward, x0, y0, 0, True), self._exits(motion.backward, x0, y0, count, False)]
-
-        total = 2 * count
-        self.position = torch.empty((2, total), device=device)
-        self.lower = torch.empty((2, total), device=device)
-        self.fractions = torch.empty((2, 2, total), device=device)
-        self.weight = torch.empty((4, total), device=device)
-        # Scaled weights as complex numbers with imaginary part 0: a complex product with them is
-        # two float products, exactly, without promoting a real tensor every frame.
-        self.complex_weight = torch.zeros((4, total), dtype=torch.complex64, device=device)
-        self.flat = torch.empty(total, device=device)
-        self.index = torch.empty(total, dtype=torch.long, device=device)
-        self.contributions = torch.empty((pairs, total), dtype=torch.complex64, device=device)
-        self.accum = torch.empty((pairs, size), dtype=torch.complex64, device=device)
-        self.corner_views = [self.accum[:, offset:] for offset in (0, 1, box_w, box_w + 1)]
-        self.denominator = torch.empty(box_pixels, device=device)
-        self.colour = torch.empty((channels, box_pixels), device=device)
-        self.float_index = height * width < FLOAT_INDEX_LIMIT
-
-    def _pack(self, planes: Tensor) -> Tensor:
-        """``[2P, L]`` float channels -> ``[P, L]`` complex64 (channel ``2p`` real, ``2p + 1`` imaginary)."""
-        pairs, length = planes.shape[0] // 2, planes.shape[1]
-        return torch.view_as_complex(planes.view(pairs, 2, length).transpose(1, 2).contiguous())
-
-    def plane(self, channel: int) -> Tensor:
-        """``[L]`` float view of one channel of the accumulator."""
-        return torch.view_as_real(self.accum)[channel // 2, :, channel % 2]
-
-    def _exits(self, passes: Tensor, x0: Tensor, y0: Tensor, first: int, forward: bool):
-        """Sources that end outside the box in one pass, and from/until which frame.
-
-        The integrator freezes a pixel where it leaves the frame, so a source
-        outside the box at the end of its pass is outside from some frame on
-        (forward) or up to some frame (backward, whose frame 0 is the end of
-        the pass). Returns ``(indices into the 2M sources in the order they
-        leave, their frames t sorted ascending, positions moved into the box)``.
-        """
-        frames_total = passes.shape[0] - 1
-        end = frames_total if forward else 0
-        x, y = x0 + passes[end, 0], y0 + passes[end, 1]
-        leaving = torch.nonzero(self._away(x, y)).squeeze(1)
-        if leaving.numel() == 0:
-            return None
-        # Bisect for the frame where each one crosses the box edge.
-        inside_at = torch.full_like(leaving, 0 if forward else frames_total)
-        outside_at = torch.full_like(leaving, end)
-        while bool(((outside_at - inside_at).abs() > 1).any()):
-            middle = torch.div(inside_at + outside_at, 2, rounding_mode="floor")
-            away = self._away(x0[leaving] + passes[middle, 0, leaving], y0[leaving] + passes[middle, 1, leaving])
-            outside_at = torch.where(away, middle, outside_at)
-            inside_at = torch.where(away, inside_at, middle)
-        order = torch.argsort(outside_at, descending=not forward, stable=True)
-        leaving, outside_at = leaving[order], outside_at[order]
-        parked = torch.stack((x[leaving], y[leaving]))
-        parked = torch.maximum(torch.minimum(parked, self.high), self.low)
-        # Sorted ascending for bisect: forward exits in order, backward ones reversed.
-        frames = outside_at.tolist() if forward else outside_at.flip(0).tolist()
-        return leaving + first, frames, parked
-
-    def _away(self, x: Tensor, y: Tensor) -> Tensor:
-        low, high = self.low[:, 0].tolist(), self.high[:, 0].tolist()
-        return (x < low[0]) | (x > high[0]) | (y < low[1]) | (y > high[1])
-
-    def _drop_outside_(self, n: int) -> list[Tensor]:
-        """Find the sources outside the box (outside the frame: dropped by the splat).
-
-        Returns them (lists of indices); their positions are moved into the box.
-        """
-        position = self.position
-        dropped = []
-        for exits, forward in zip(self.exits, (True, False)):
-            if exits is None:
-                continue
-            leaving, frames, parked = exits
-            # forward: outside from frame t on; backward: outside up to frame t.
-            gone = bisect.bisect_right(frames, n) if forward else len(frames) - bisect.bisect_left(frames, n)
-            if gone:
-                position[:, leaving[:gone]] = parked[:, :gone]
-                dropped.append(leaving[:gone])
-        low, high = position.amin(dim=1), position.amax(dim=1)
-        if bool((low < self.low[:, 0]).any()) or bool((high > self.high[:, 0]).any()):
-            # Not a frozen exit (a motion not made by euler_integrate): test every source.
-            away = torch.nonzero(((position < self.low) | (position > self.high)).any(dim=0)).squeeze(1)
-            torch.maximum(torch.minimum(position, self.high), self.low, out=position)
-            dropped.append(away)
-        return dropped
-
-    def render(self, n: int, out: Tensor) -> None:
-        """Write frame ``n`` (``[H, W, C]``) into ``out``."""
-        self.splat(n)
-        self.write(out, self.fill_holes())
-
-    def splat(self, n: int) -> None:
-        """Accumulate the still pixels and both splatted copies of frame ``n`` into ``accum``."""
-        motion, count = self.motion, self.count
-        alpha = 1.0 - n / motion.num_frames
-        position = self.position
-        torch.add(self.origin[:, :count], motion.forward[n], out=position[:, :count])
-        torch.add(self.origin[:, count:], motion.backward[n], out=position[:, count:])
-        dropped = self._drop_outside_(n)
-
-        weight, contributions = self.weight, self.contributions
-        bilinear_weights(position, self.lower, self.fractions, weight)
-        # Dropped sources need no zero scale: their corners all go to the padding row.
-        scaled = torch.view_as_real(self.complex_weight)[..., 0]
-        torch.mul(weight[:, :count], alpha, out=scaled[:, :count])
-        torch.mul(weight[:, count:], 1.0 - alpha, out=scaled[:, count:])
-        index = self.index
-        if self.float_index:
-            torch.add(self.lower[0], self.lower[1], alpha=self.box_w, out=self.flat)
-            index.copy_(self.flat)
-        else:
-            cell = self.lower.long()
-            torch.add(cell[0], cell[1], alpha=self.box_w, out=index)
-        index.sub_(self.shift)
-        for indices in dropped:
-            index.index_fill_(0, indices, self.trash)
-        self.accum.copy_(self.still)
-        for corner, view in enumerate(self.corner_views):
-            # One corner at a time: the products stay in cache for the scattered additions.
-            torch.mul(self.values, self.complex_weight[corner], out=contributions)
-            view.index_add_(1, index, contributions)
-
-    def fill_holes(self) -> Optional[Tensor]:
-        """Fill the region's holes in ``accum``; returns the box pixels left empty (or None)."""
-        channels = self.channels
-        box_h, box_w = self.box_h, self.box_w
-        box_pixels = box_h * box_w
-        holes = self.plane(channels)[:box_pixels] < HOLE_WEIGHT
-        if self.region_box is not None:
-            holes &= self.region_box
-        listed = torch.nonzero(holes).squeeze(1)
-        if listed.numel() == 0:
-            return None
-        planes = torch.view_as_real(self.accum).transpose(1, 2)  # [pairs, 2, L] float view
-        if self.region_box is not None and self._touches_outside(listed):
-            # Holes next to pixels outside the region: the dense fill of the whole box, on a copy.
-            box = torch.stack([self.plane(c)[:box_pixels] for c in range(channels + 1)])
-            left = fill_holes_(box.view(channels + 1, box_h, box_w)).reshape(-1) & self.region_box
-            for channel in range(channels + 1):
-                self.plane(channel)[:box_pixels] = box[channel]
-            return torch.nonzero(left).squeeze(1)
-        return _fill_listed_(planes, listed, box_h, box_w, self.zero, channels)
-
-    def write(self, out: Tensor, empty: Optional[Tensor]) -> None:
-        """Normalise ``accum`` into colours and write the frame: the box from them, the rest from the picture."""
-        channels = self.channels
-        box_h, box_w = self.box_h, self.box_w
-        box_pixels = box_h * box_w
-        torch.clamp_min(self.plane(channels)[:box_pixels], HOLE_WEIGHT, out=self.denominator)
-        colour = self.colour
-        for channel in range(channels):
-            torch.div(self.plane(channel)[:box_pixels], self.denominator, out=colour[channel])
-        if empty is not None and empty.numel():
-            colour[:, empty] = self.planar_box[:, empty]
-        if self.region_box is not None:
-            torch.where(self.region_box, colour, self.planar_box, out=colour)
-        rows, cols = self.rows, self.cols
-        image = self.image
-        out[: rows.start] = image[: rows.start]
-        out[rows.stop :] = image[rows.stop :]
-        if cols.start > 0:
-            out[rows, : cols.start] = image[rows, : cols.start]
-        if cols.stop < out.shape[1]:
-            out[rows, cols.stop :] = image[rows, cols.stop :]
-        out[rows, cols] = colour.view(channels, box_h, box_w).permute(1, 2, 0).to(out.device)
-
-    def _touches_outside(self, listed: Tensor) -> bool:
-        """Whether any of the listed box pixels has a neighbour outside the region."""
-        box_h, box_w = self.box_h, self.box_w
-        row, col = torch.div(listed, box_w, rounding_mode="floor"), listed % box_w
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                valid = (row + dy >= 0) & (row + dy < box_h) & (col + dx >= 0) & (col + dx < box_w)
-                near = (listed + (dy * box_w + dx)).masked_fill_(~valid, self.zero)
-                if bool(self.outside_region[near].any()):
-                    return True
-        return False
+    picture = check_picture(image, motion)
+    out = torch.empty((motion.num_frames, *picture.shape))
+    for _ in pixel_frame_chunks(picture, motion, importance, progress, motion.num_frames, device, accumulator, out):
+        pass
+    return out

@@ -1,22 +1,21 @@
-"""Symmetric splatting of learned features into a seamless loop (``learned`` method).
+"""The learned finisher of the render (``learned`` method): G_frame's features, splatted and decoded.
 
 G_frame encodes the picture once into 64 feature channels and an importance
-Z. Frame ``n`` of ``N`` splats ``[features * exp(Z), exp(Z)]`` forward by
-``F_{0->n}`` with weight ``alpha = 1 - n/N`` and backward by ``F_{N->n}``
-with weight ``1 - alpha`` (the picture is both the first and the last frame,
-as in the authors' renderer), normalises by the summed weight, and decodes
-the features with G_frame's partial-convolution decoder (empty pixels are
-holes it fills).
+Z. The render of :mod:`.frames` splats ``[features * exp(Z), exp(Z)]`` with
+the same plan and accumulators as pixels (the window grown by
+:data:`DECODER_MARGIN`, more than the decoder's receptive field, so the
+pixels kept are the same as with a whole-picture decode), and this finisher
+normalises the sums and decodes them with G_frame's partial-convolution
+decoder (empty pixels are holes it fills).
 
-Only the moving pixels are splatted (the still ones are accumulated once), and
-only a window around the animated region is decoded: the decoder's receptive
-field is smaller than :data:`DECODER_MARGIN`, so the pixels that matter are
-the same as with a whole-picture decode. Every pixel outside
-:func:`.frames.animated_region` is the source pixel, bit for bit, and frame 0
-is the picture itself. By default the decoder's reconstruction error of the
-still picture is subtracted from every frame (``correct_reconstruction``), so
-that the animated region joins the copied pixels without a seam and the last
-frame flows into the exact picture.
+Every pixel outside :func:`.frames.animated_region` is the source pixel, bit
+for bit, and frame 0 is the picture itself. The decoder does not reproduce
+the picture exactly, so by default its reconstruction error of the still
+picture (``picture - decode(still)``) is added in a band along the region's
+edge, fading from all of it at the edge to none :data:`CORRECTION_BAND`
+pixels inside: the region joins the copied pixels without a seam, while the
+moving interior is the network's own output (the authors' renderer shows the
+network's full decode everywhere).
 """
 
 from __future__ import annotations
@@ -27,41 +26,59 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...kernels import Motion, splat_symmetric_
-from .frames import animated_region, check_picture
+from ...kernels import Motion
+from ...kernels.morphology import erode
+from .frames import RenderPlan, check_picture, frame_chunks, make_accumulator
 from .networks.frame_net import MIN_WEIGHT, importance_weights
 
 ProgressFn = Callable[[int, int], None]
 
 DECODER_MARGIN = 64  # px; one feature pixel changes G_frame's output up to 38 px away
+CORRECTION_BAND = 12  # px; the reconstruction correction fades to 0 this far inside the region
 
 
-def decode_window(region: Tensor, multiple: int, margin: int = DECODER_MARGIN) -> tuple[slice, slice]:
-    """Rows and columns to decode: the region's bounding box grown by ``margin``,
-    with its top-left corner on the decoder's grid (a multiple of ``multiple``)."""
-    height, width = region.shape
-    ys, xs = torch.nonzero(region, as_tuple=True)
-    top = max(0, int(ys.min()) - margin) // multiple * multiple
-    left = max(0, int(xs.min()) - margin) // multiple * multiple
-    bottom = min(height, int(ys.max()) + 1 + margin)
-    right = min(width, int(xs.max()) + 1 + margin)
-    return slice(top, bottom), slice(left, right)
+def correction_weight(region: Tensor, band: int) -> Tensor:
+    """``[H, W]`` in [0, 1]: 1 on the region's edge pixels (next to a still pixel), falling by
+    ``1 / band`` per pixel inwards (chessboard distance) to 0; 0 outside the region. The picture's
+    border is not an edge: nothing is copied beyond it."""
+    depth = sum(erode(region, radius).float() for radius in range(band + 1))  # 1 on the edge .. band + 1
+    return ((band + 1 - depth) / band).clamp(0.0, 1.0) * region
 
 
-def _decode(network: nn.Module, accum: Tensor, shape: tuple[int, int], multiple: int) -> Tensor:
-    """``[3, h, w]`` frame in [0, 1] from ``[C + 1, h * w]`` splatted sums (padded to the grid with holes)."""
-    height, width = shape
-    features = (accum[:-1] / accum[-1:].clamp_min(MIN_WEIGHT)).view(1, -1, height, width)
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h or pad_w:
-        features = F.pad(features, (0, pad_w, 0, pad_h))
-    decoded = network.decode(features)[0, :, :height, :width]
-    return (decoded + 1.0) * 0.5
+class LearnedFinisher:
+    """Colours of the window from feature sums: normalised, decoded by G_frame, edge-corrected."""
 
+    def __init__(self, plan: RenderPlan, network: nn.Module, carried: Tensor, picture: Tensor, band: Optional[int]):
+        self.plan, self.network, self.channels = plan, network, picture.shape[-1]
+        self.multiple = network.config.multiple
+        self.reference = plan.window(picture.to(plan.device))  # [C, h * w]
+        self.correction = None
+        if band is not None:
+            still = self._decode(carried)
+            weight = correction_weight(plan.region, band)[plan.rows, plan.cols].reshape(1, -1)
+            self.correction = (self.reference[:3] - still) * weight
 
-def _to_channels(rgb: Tensor, channels: int) -> Tensor:
-    """``[3, h, w]`` -> ``[channels, h, w]`` (grey for one channel; alpha is handled by the caller)."""
-    return rgb.mean(dim=0, keepdim=True) if channels == 1 else rgb
+    def _decode(self, sums: Tensor) -> Tensor:
+        """``[C + 1, >= h * w]`` feature sums -> ``[3 or 1, h * w]`` colours in [0, 1]."""
+        height, width = self.plan.shape
+        sums = sums[:, : height * width]
+        features = (sums[:-1] / sums[-1:].clamp_min(MIN_WEIGHT)).view(1, -1, height, width)
+        pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
+        if pad_h or pad_w:
+            features = F.pad(features, (0, pad_w, 0, pad_h))
+        decoded = (self.network.decode(features)[0, :, :height, :width] + 1.0) * 0.5
+        rgb = decoded.reshape(3, -1)
+        return rgb.mean(dim=0, keepdim=True) if self.channels == 1 else rgb
+
+    def __call__(self, accum) -> Tensor:
+        """``[C, h * w]`` colours of the window (an alpha channel is the picture's)."""
+        sums = torch.stack([accum.channel(c) for c in range(self.network.config.feature_channels + 1)])
+        decoded = self._decode(sums)
+        if self.correction is not None:
+            decoded = decoded + self.correction
+        colour = self.reference.clone()
+        colour[: decoded.shape[0]] = decoded.clamp(0.0, 1.0)
+        return torch.where(self.plan.inside, colour, self.reference)
 
 
 def render_learned_frames(
@@ -71,6 +88,8 @@ def render_learned_frames(
     progress: Optional[ProgressFn] = None,
     correct_reconstruction: bool = True,
     crop: bool = True,
+    band: int = CORRECTION_BAND,
+    accumulator: Optional[type] = None,
 ) -> Tensor:
     """Render the ``N`` frames of the loop with G_frame.
 
@@ -80,67 +99,39 @@ def render_learned_frames(
         motion: displacements from :func:`...kernels.euler_integrate`.
         network: a :class:`.networks.SPADEUnet4SoftmaxSplating` in evaluation mode.
         progress: ``progress(done, N)`` after each frame; may raise to stop.
-        correct_reconstruction: add ``picture - decode(still features)`` inside
-            the animated region (see the module docstring).
+        correct_reconstruction: add ``picture - decode(still features)`` along the
+            region's edge (see the module docstring).
         crop: decode only the window around the animated region.
+        band: width of that edge band in pixels.
+        accumulator: an accumulator class of :mod:`.frames` (default: the device's).
 
     Returns:
         ``[N, H, W, C]`` float32 frames; frame 0 is the picture, pixels outside the
         animated region equal it in every frame.
     """
     picture = check_picture(image, motion).float().cpu()
-    height, width, channels = picture.shape
-    frames_total = motion.num_frames
-    frames = picture.unsqueeze(0).repeat(frames_total, 1, 1, 1)
+    out = torch.empty((motion.num_frames, *picture.shape))
     if motion.sources.numel() == 0:
-        return frames
-
+        out.copy_(picture.expand_as(out))
+        return out
     device = next(network.parameters()).device
-    multiple = network.config.multiple
-    region = animated_region(motion).cpu()
-    rows, cols = decode_window(region, multiple) if crop else (slice(0, height), slice(0, width))
-    shape = (rows.stop - rows.start, cols.stop - cols.start)
-    colour = picture[..., :3] if channels >= 3 else picture.expand(-1, -1, 3)
-
+    height, width = picture.shape[:2]
+    margin = DECODER_MARGIN if crop else max(height, width)
+    plan = RenderPlan(motion, device, margin=margin, multiple=network.config.multiple)
+    colour = picture[..., :3] if picture.shape[-1] >= 3 else picture.expand(-1, -1, 3)
     with torch.inference_mode():
-        carried = _encode(network, colour, rows, cols, device)  # [C + 1, window pixels]
-        sources, x0, y0 = _window_sources(motion, rows, cols, shape[1], device)
-        still = carried.clone()
-        still[:, sources] = 0.0
-        values = carried[:, sources].repeat(1, 2)  # forward then backward copies
-        correction = 0.0
-        if correct_reconstruction:
-            reference = _to_channels(colour[rows, cols].permute(2, 0, 1), channels).to(device)
-            correction = reference - _to_channels(_decode(network, carried, shape, multiple), channels)
-
-        inside = region[rows, cols]
-        target = frames[:, rows, cols]  # a view into the frames
-        accum = torch.empty_like(still)
-        for n in range(frames_total):
-            if n > 0:
-                accum.copy_(still)
-                splat_symmetric_(accum, values, x0, y0, motion, n, shape[1])
-                decoded = _to_channels(_decode(network, accum, shape, multiple), channels)
-                result = (decoded + correction).clamp(0.0, 1.0).permute(1, 2, 0).cpu()
-                target[n, :, :, : result.shape[-1]][inside] = result[inside]
-            if progress is not None:
-                progress(n + 1, frames_total)
-    return frames
+        carried = _encode(network, colour, plan)
+        finish = LearnedFinisher(plan, network, carried, picture, band if correct_reconstruction else None)
+        accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
+        for _ in frame_chunks(picture, plan, accum, finish, motion.num_frames, progress, out):
+            pass
+    return out
 
 
-def _encode(network: nn.Module, colour: Tensor, rows: slice, cols: slice, device: torch.device) -> Tensor:
+def _encode(network: nn.Module, colour: Tensor, plan: RenderPlan) -> Tensor:
     """``[C + 1, window pixels]``: ``[features * exp(Z - max Z), exp(Z - max Z)]`` of the whole
-    picture (``[H, W, 3]`` in [0, 1]), cut to the window."""
-    rgb = colour.permute(2, 0, 1).unsqueeze(0).to(device) * 2.0 - 1.0
+    picture (``[H, W, 3]`` in [0, 1]), cut to the plan's window."""
+    rgb = colour.permute(2, 0, 1).unsqueeze(0).to(plan.device) * 2.0 - 1.0
     features, z = network.encode(rgb)
-    carried = importance_weights(features, z, torch.ones(1, device=device))[0][:, rows, cols]
+    carried = importance_weights(features, z, torch.ones(1, device=plan.device))[0][:, plan.rows, plan.cols]
     return carried.reshape(carried.shape[0], -1)
-
-
-def _window_sources(motion: Motion, rows: slice, cols: slice, win_w: int, device) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat window indices of the moving pixels and their window coordinates ``(index, x0, y0)``."""
-    x, y = motion.source_positions()
-    x = x.to(device) - cols.start
-    y = y.to(device) - rows.start
-    index = (y.long() * win_w + x.long()).to(device)
-    return index, x, y

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...kernels.errors import InputError
+from ...kernels.morphology import erode
 from .directions import REGION_KINDS, parse_direction_spec, resolve_angle
 from .inputs import check_masks
 
@@ -48,15 +49,15 @@ def taper_profile(region: Tensor, taper_px: int) -> Tensor:
     a region does not slow down where it leaves the frame). The ramp is never
     wider than half the region's thickness, so thin waterfalls still move.
     """
-    current = region.float()[None, None]
-    depth = torch.zeros_like(current)
+    current = region > 0.5 if region.dtype != torch.bool else region
+    depth = torch.zeros(current.shape, device=current.device)
     for _ in range(2 * taper_px):  # deep enough to tell whether the region is thick
         depth += current
-        current = -F.max_pool2d(-current, 3, stride=1, padding=1)
+        current = erode(current, 1)
         if not current.any():
             break
     ramp = max(1.0, min(float(taper_px), float(depth.max()) / 2.0))
-    t = ((depth[0, 0] - 0.5) / ramp).clamp(0.0, 1.0)
+    t = ((depth - 0.5) / ramp).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 

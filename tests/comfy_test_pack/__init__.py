@@ -6,7 +6,13 @@ CPU in a fraction of a second: swap the loader for ``T2CTestTinyCheckpoint``
 (``comfy_harness.swap_in_tiny_checkpoint``) and leave the rest as shipped.
 """
 
-from .tiny_checkpoint import T2CTestTinyCheckpoint
+from .tiny_checkpoint import T2CTestFullSizeCheckpoint, T2CTestTinyCheckpoint
 
-NODE_CLASS_MAPPINGS = {"T2CTestTinyCheckpoint": T2CTestTinyCheckpoint}
-NODE_DISPLAY_NAME_MAPPINGS = {"T2CTestTinyCheckpoint": "T2C Test Tiny Checkpoint (random weights)"}
+NODE_CLASS_MAPPINGS = {
+    "T2CTestTinyCheckpoint": T2CTestTinyCheckpoint,
+    "T2CTestFullSizeCheckpoint": T2CTestFullSizeCheckpoint,  # tests/gpu_check.py
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "T2CTestTinyCheckpoint": "T2C Test Tiny Checkpoint (random weights)",
+    "T2CTestFullSizeCheckpoint": "T2C Test Full-size SD1.5 Checkpoint (random weights)",
+}

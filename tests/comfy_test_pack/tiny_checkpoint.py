@@ -68,6 +68,12 @@ TINY_VAE_DDCONFIG = {
 }
 
 
+# The real SD1.5 sizes (for timing and memory; random weights): 320 base channels, CLIP ViT-L
+# (ComfyUI's default clip_l config), the KL VAE with 128 base channels and 2 blocks per level.
+SD15_UNET_CONFIG = dict(TINY_UNET_CONFIG, model_channels=320, context_dim=768, num_heads=8, num_head_channels=-1)
+SD15_VAE_DDCONFIG = dict(TINY_VAE_DDCONFIG, ch=128, num_res_blocks=2)
+
+
 @torch.no_grad()
 def fill_seeded(module: torch.nn.Module, seed: int) -> None:
     """Overwrite every parameter and float buffer with values drawn from ``seed``.
@@ -128,6 +134,46 @@ def build_tiny_vae(seed: int):
     fill_seeded(template, seed + 2)
     state_dict = {k: v.clone() for k, v in template.state_dict().items()}
     return comfy.sd.VAE(sd=state_dict, config={"params": params}, dtype=torch.float32)
+
+
+def build_full_size_sd15(seed: int):
+    """``(model, clip, vae)`` in SD1.5's real layout and sizes with seeded random weights, in the
+    dtypes ComfyUI picks for the device (fp16 on most GPUs)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.supported_models
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    device = mm.get_torch_device()
+    model_config = comfy.supported_models.SD15(SD15_UNET_CONFIG)
+    model_config.set_inference_dtype(mm.unet_dtype(), mm.unet_manual_cast(mm.unet_dtype(), device))
+    model = model_config.get_model({}, "", device=torch.device("cpu"))
+    fill_seeded(model.diffusion_model, seed)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=mm.unet_offload_device())
+    clip = comfy.sd.CLIP(model_config.clip_target())
+    fill_seeded(clip.cond_stage_model, seed + 1)
+    params = {"ddconfig": dict(SD15_VAE_DDCONFIG), "embed_dim": 4}
+    template = AutoencoderKL(**params)
+    fill_seeded(template, seed + 2)
+    vae = comfy.sd.VAE(sd={k: v.clone() for k, v in template.state_dict().items()}, config={"params": params})
+    return patcher, clip, vae
+
+
+class T2CTestFullSizeCheckpoint:
+    DESCRIPTION = "TESTS ONLY. SD1.5's full-size MODEL, CLIP and VAE with seeded random weights (timing, memory)."
+    CATEGORY = "t2c_tests"
+    FUNCTION = "build"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    OUTPUT_TOOLTIPS = ("SD1.5-size UNet.", "CLIP ViT-L text encoder.", "SD KL VAE.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"weights_seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1,
+                                                      "tooltip": "Seed of the random weights."})}}
+
+    def build(self, weights_seed):
+        return build_full_size_sd15(weights_seed)
 
 
 class T2CTestTinyCheckpoint:
