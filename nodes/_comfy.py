@@ -184,7 +184,6 @@ def managed_model(module: nn.Module, on_unload: Optional[Callable[[], None]] = N
 
 # ---------------------------------------------------------------- metadata (LoopVideoWriter)
 
-
 def metadata_disabled() -> bool:
     """True when ComfyUI runs with ``--disable-metadata`` (outputs carry no prompt or workflow)."""
     try:
@@ -192,3 +191,44 @@ def metadata_disabled() -> bool:
     except ImportError:
         return False
     return bool(getattr(args, "disable_metadata", False))
+
+
+# --- sampler internals ----------------------------------------------------------------------
+# The twin pass reaches into ComfyUI's sampling at the points below; everything else it does
+# goes through ModelPatcher's public setters.
+
+
+def diffusion_model_call(executor, args: tuple, kwargs: dict):
+    """The arguments of a ``WrappersMP.DIFFUSION_MODEL`` wrapper's call, by name.
+
+    Returns an ``inspect.BoundArguments`` of the UNet's ``_forward`` (``x``, ``timesteps``,
+    ``context``, ``y``, ``control``, ``transformer_options``, ``kwargs``); change its
+    ``arguments`` and call ``executor(*bound.args, **bound.kwargs)``.
+    """
+    import inspect
+
+    needed = ("x", "timesteps", "context", "transformer_options")
+    what = "UNet wrapper call with the arguments " + ", ".join(needed)
+    try:
+        bound = inspect.signature(executor.original).bind(*args, **kwargs)
+    except (AttributeError, TypeError) as error:
+        raise ComfyUIVersionError(what) from error
+    if not all(name in bound.signature.parameters for name in needed):
+        raise ComfyUIVersionError(what)
+    if "transformer_options" not in bound.arguments:
+        bound.arguments["transformer_options"] = {}
+    return bound
+
+
+def refuse_split_evaluation(model_options: dict) -> None:
+    """Raise when ComfyUI evaluates the batch on per-device model clones (multi-GPU mode).
+
+    The twin pass's hooks live on the main model's modules and each UNet call must see both
+    images together; a split evaluation would silently skip the injection.
+    """
+    if model_options.get("multigpu_clones"):
+        raise RuntimeError(
+            "Text2Cinemagraph: the twin pass cannot run with ComfyUI's multi-GPU split evaluation "
+            "(the two images must be evaluated together on one device); disable the MultiGPU node or "
+            "option for this sampler"
+        )

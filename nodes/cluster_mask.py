@@ -35,7 +35,11 @@ class AttentionClusterMask:
     FUNCTION = "mask"
     RETURN_TYPES = ("MASK", "IMAGE")
     RETURN_NAMES = ("mask", "clusters")
-    OUTPUT_TOOLTIPS = ("The region to animate (white).", "The clusters; unselected ones darkened.")
+    OUTPUT_TOOLTIPS = (
+        "The region to animate (white).",
+        "The clusters; unselected ones darkened; the top line names the reference that selected them "
+        "(segmentation or cross-attention fallback).",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -56,7 +60,8 @@ class AttentionClusterMask:
                 ),
                 "erosion": (
                     "INT",
-                    {"advanced": True, "default": 1, "min": 0, "max": 10, "tooltip": "Erosions of the mask by a 5x5 square."},
+                    {"advanced": True, "default": 0, "min": 0, "max": 10,
+                     "tooltip": "Erosions of the mask by a 5x5 square (the release: 0; 2 for direction control)."},
                 ),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True, "tooltip": "Seed of the clustering."}),
                 "words_of": (

@@ -133,6 +133,16 @@ class FlowPredictor:
                         "the speed multiplier, as in the authors' renderer (1.0); 0 = no limit.",
                     },
                 ),
+                "hint_scale": (
+                    ["training", "release"],
+                    {
+                        "advanced": True,
+                        "default": "training",
+                        "tooltip": "learned_direction: scale of the direction hint. training: the unit vector / 64, "
+                        "as the network was trained (1 px/frame). release: the undivided unit vector, as the "
+                        "authors' inference script fed it (reproduces their results).",
+                    },
+                ),
             },
         }
 
@@ -144,7 +154,7 @@ class FlowPredictor:
 
     def predict(
         self, image, mask, method, direction, speed, region_kind, seed, flow_model=None, conditioning=None,
-        learned_clamp=1.0, motion_hint=None,
+        learned_clamp=1.0, motion_hint=None, hint_scale="training",
     ):
         from .stages.networks.predict import learned_direction_flow, learned_flow
 
@@ -158,7 +168,7 @@ class FlowPredictor:
         elif method == "learned_direction":
             with network_on(flow_model, "hint", "flow_model") as network:
                 flow, _ = learned_direction_flow(
-                    network, image, masks, direction, region_kind, seed, speed, learned_clamp
+                    network, image, masks, direction, region_kind, seed, speed, learned_clamp, hint_scale
                 )
         else:
             flow, _ = procedural_flow(masks, direction, speed, region_kind, seed, size=(height, width))

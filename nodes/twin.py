@@ -15,7 +15,11 @@ import torch
 
 from ..kernels.errors import InputError
 from .stages.twin_attention import (
+    ARTISTIC,
     NATURAL,
+    NEGATIVE_ROW,
+    TWINS,
+    UNCOND,
     TwinAttention,
     TwinSchedule,
     injected_steps,
@@ -73,70 +77,157 @@ def _attention_blocks(diffusion_model) -> list[tuple[str, int]]:
     return found
 
 
-def _residual_layer(diffusion_model):
-    try:
-        resblock = diffusion_model.output_blocks[4][0]
-        return resblock.out_layers[-1]
-    except (AttributeError, IndexError, TypeError) as error:
-        raise InputError("model", "needs an SD1.x/SD2.x-style UNet (output block 4 must start with a ResBlock)") from error
+SD1_BLOCKS = 12  # input and output blocks of an SD1.x / SD2.x UNet (SDXL has 9, SD3/Flux are transformers)
+INJECTED_BLOCKS = range(4, 12)  # output blocks whose self-attention q/k the natural image borrows
+RECORDED_BLOCKS = (("input", 4), ("input", 5), ("output", 6), ("output", 7), ("output", 8))
+# The averaged self-attention map grows as (H*W/256)^2 floats: 64 MiB at 1024 px, 1 GiB at 2048 px.
+# Recording at a coarser layer would change which layers the release averages (and the mask), so
+# the twin pass refuses sizes past this budget instead (SD1.x makes 512-768 px pictures).
+MAX_RECORD_BYTES = 256 * 2**20
 
 
-def _artistic_prompt_for_natural(positive: list) -> list:
-    """The processed positive condition with only the artistic prompt, batch 1."""
-    sliced = []
-    for entry in positive:
-        entry = dict(entry)
-        entry["model_conds"] = {
-            key: (c._copy_with(c.cond[0:1]) if getattr(c, "cond", None) is not None and c.cond.shape[0] == 2 else c)
-            for key, c in entry["model_conds"].items()
-        }
-        sliced.append(entry)
-    return sliced
+def check_sd1_layout(diffusion_model) -> None:
+    """Raise an InputError naming ``model`` unless the UNet has SD1.x/SD2.x's block layout:
+    the block indices of the release (output 4..11, output 4's ResBlock) mean nothing elsewhere."""
+    blocks = {"input": getattr(diffusion_model, "input_blocks", ()), "output": getattr(diffusion_model, "output_blocks", ())}
+    found = set(_attention_blocks(diffusion_model)) if all(blocks.values()) else set()
+    needed = {("output", i) for i in INJECTED_BLOCKS} | set(RECORDED_BLOCKS)
+    layout_ok = (len(blocks["input"]) == SD1_BLOCKS and len(blocks["output"]) == SD1_BLOCKS
+                 and needed <= found and hasattr(blocks["output"][4][0], "out_layers"))
+    if not layout_ok:
+        raise InputError(
+            "model",
+            f"has {len(blocks['input'])} input and {len(blocks['output'])} output blocks; the twin pass needs an "
+            "SD1.x or SD2.x UNet (12 and 12, like SD1.5), whose block numbers the paper's injection uses. SDXL, "
+            "SD3 and Flux models are not supported",
+        )
 
 
-def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[float, float], negative_schedule: bool):
-    """A clone of ``model`` carrying the twin pass's patches."""
+def check_record_size(latent_hw: tuple[int, int]) -> None:
+    """Refuse latents whose recorded self-attention map would pass ``MAX_RECORD_BYTES``."""
+    tokens = (latent_hw[0] // 2) * (latent_hw[1] // 2)
+    if tokens * tokens * 4 > MAX_RECORD_BYTES:
+        raise InputError(
+            "latent",
+            f"is {latent_hw[1] * 8}x{latent_hw[0] * 8} px: its self-attention map ({tokens} tokens, "
+            f"{tokens * tokens * 4 / 2**30:.2f} GiB) passes the twin pass's {MAX_RECORD_BYTES // 2**20} MiB limit; "
+            "use at most about 2 megapixels (e.g. 1024x1024 or 1280x1280) and upscale the result",
+        )
+
+
+def _append_row(value, row: int, batch: int):
+    """``value`` with a copy of ``row`` appended to every tensor of ``batch`` rows (nested in
+    dicts and lists too: ControlNet residuals, ``y``); anything else unchanged."""
+    if torch.is_tensor(value):
+        return torch.cat([value, value[row:row + 1]]) if value.ndim and value.shape[0] == batch else value
+    if isinstance(value, dict):
+        return {key: _append_row(item, row, batch) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_append_row(item, row, batch) for item in value)
+    return value
+
+
+def _append_context(context: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+    """``[B, L, C]`` context plus one row of ``prompt [1, L', C]``; token counts are repeated
+    to a common length, as ComfyUI does when it batches prompts of different lengths."""
+    length = math.lcm(context.shape[1], prompt.shape[1])
+    prompt = prompt.to(context.device, context.dtype)
+    return torch.cat([context.repeat(1, length // context.shape[1], 1), prompt.repeat(1, length // prompt.shape[1], 1)])
+
+
+def add_negative_row(call, artistic_prompt: torch.Tensor) -> bool:
+    """Append the natural image's scheduled-negative row to a UNet call holding the
+    unconditional chunk: the natural latent with the artistic prompt, receiving the artistic
+    image's unconditional features (marked by ``NEGATIVE_ROW`` in ``transformer_options``).
+    ``call`` is the bound UNet call; returns whether a row was added."""
+    options = call.arguments["transformer_options"]
+    chunks = list(options.get("cond_or_uncond", []))
+    batch = call.arguments["x"].shape[0]
+    if UNCOND not in chunks or batch != TWINS * len(chunks):
+        return False
+    chunk = chunks.index(UNCOND)
+    for name, value in list(call.arguments.items()):
+        if name == "context":
+            call.arguments[name] = _append_context(value, artistic_prompt)
+        elif name != "transformer_options":
+            call.arguments[name] = _append_row(value, chunk * TWINS + NATURAL, batch)
+    call.arguments["transformer_options"] = {**options, NEGATIVE_ROW: chunk * TWINS + ARTISTIC}
+    return True
+
+
+def _refuse_split_models(model) -> None:
+    get_models = getattr(model, "get_additional_models_with_key", None)
+    if get_models is not None and get_models("multigpu"):
+        raise InputError("model", "carries multi-GPU clones; the twin pass runs on one device, use the plain model")
+
+
+def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[float, float],
+                     artistic_prompt: torch.Tensor | None):
+    """A clone of ``model`` carrying the twin pass's patches.
+
+    With ``artistic_prompt`` (``[1, L, C]``) the natural image's unconditional prediction follows
+    the release's negative schedule, from a fifth row of the same UNet call.
+    """
     import comfy.patcher_extension
-    import comfy.samplers
 
+    from ._comfy import diffusion_model_call, refuse_split_evaluation
+
+    _refuse_split_models(model)
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
-    residual_layer = _residual_layer(diffusion_model)
+    check_sd1_layout(diffusion_model)
+    residual_layer = diffusion_model.output_blocks[4][0].out_layers[-1]
     for block_name, index in _attention_blocks(diffusion_model):
         patched.set_model_attn1_replace(state.attn1, block_name, index)
         patched.set_model_attn2_replace(state.attn2, block_name, index)
     patched.set_model_sampler_cfg_function(per_image_guidance(torch.tensor(scales)), disable_cfg1_optimization=True)
+    negative = {}  # the scheduled-negative prediction of the current step, from the UNet wrapper
 
-    def hold_residual_hook(executor, *args, **kwargs):
-        transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
-        state.begin_call(transformer_options)
+    def twin_unet_call(executor, *args, **kwargs):
+        call = diffusion_model_call(executor, args, kwargs)
+        extra = artistic_prompt is not None and add_negative_row(call, artistic_prompt)
+        options = call.arguments["transformer_options"]
+        state.begin_call(options, call.arguments["x"].shape[0])
         handle = residual_layer.register_forward_hook(state.residual_hook)
         try:
-            return executor(*args, **kwargs)
+            out = executor(*call.args, **call.kwargs)
         finally:
             handle.remove()
+        if not extra:
+            return out
+        negative["eps"], negative["sigma"] = out[-1:], float(options["sigmas"].reshape(-1)[0])
+        return out[:-1]
 
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, hold_residual_hook)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, twin_unet_call)
 
-    if negative_schedule:
+    if artistic_prompt is not None:
 
         def natural_negative(args):
+            refuse_split_evaluation(args["model_options"])
             cond_out, uncond_out = args["conds_out"][0], args["conds_out"][1]
             if uncond_out is None or args["conds"][0] is None:
                 return args["conds_out"]
-            where = state.locate({**args["model_options"].get("transformer_options", {}), "sigmas": args["sigma"]})
-            weight = negative_weight(where["step"], steps)
             x, sigma = args["input"], args["sigma"]
-            negative = comfy.samplers.calc_cond_batch(
-                args["model"], [_artistic_prompt_for_natural(args["conds"][0])],
-                x[NATURAL:NATURAL + 1], sigma[NATURAL:NATURAL + 1], args["model_options"],
-            )[0]
+            if negative.get("sigma") != float(sigma.reshape(-1)[0]):
+                raise RuntimeError("Text2Cinemagraph: the negative-schedule prediction of this step is missing "
+                                   "(the unconditional rows were not evaluated as the twin batch)")
+            where = state.locate({**args["model_options"].get("transformer_options", {}), "sigmas": sigma})
+            weight = negative_weight(where["step"], steps)
+            denoised = args["model"].model_sampling.calculate_denoised(
+                sigma[NATURAL:NATURAL + 1], negative.pop("eps").float(), x[NATURAL:NATURAL + 1])
             uncond_out = uncond_out.clone()
-            uncond_out[NATURAL] = weight * uncond_out[NATURAL] + (1.0 - weight) * negative[0]
+            uncond_out[NATURAL] = weight * uncond_out[NATURAL] + (1.0 - weight) * denoised[0]
             return [cond_out, uncond_out] + list(args["conds_out"][2:])
 
         patched.set_model_sampler_pre_cfg_function(natural_negative, disable_cfg1_optimization=True)
     return patched
+
+
+def release_start(noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Noise that ComfyUI's ``sigma * noise`` start turns into the release's: the LDM sampler
+    starts from unit-variance ``x_T`` at t = 981, which is ``sqrt(1 + sigma^2) * x_T`` in
+    ComfyUI's sigma space (0.24 % larger than ``sigma * x_T``)."""
+    return noise * (math.sqrt(1.0 + sigma**2) / sigma)
 
 
 def sample_twins(model, artistic_positive, natural_positive, negative, latent, seed, steps, artistic_cfg,
@@ -156,24 +247,26 @@ def sample_twins(model, artistic_positive, natural_positive, negative, latent, s
             f"is {samples.shape[3] * 8}x{samples.shape[2] * 8} px; the twin pass needs sizes divisible by 64 "
             "(e.g. 512x512, 576x768)",
         )
+    check_record_size(tuple(samples.shape[2:]))
     model_sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu()
     steps = len(sigmas) - 1  # ddim_uniform rounds: 6 requested steps give 7
     schedule = TwinSchedule(
         attention_steps=injected_steps(attention_injection, steps),
         residual_steps=injected_steps(residual_injection, steps),
-        record_sigma_max=float(model_sampling.sigma(torch.tensor(float(RECORD_TIMESTEP)))),
+        record_sigma_max=float(model_sampling.sigma(torch.tensor(RECORD_TIMESTEP + 0.5))),
     )
     state = TwinAttention(schedule, (samples.shape[2], samples.shape[3]), optimized_attention)
-    patched = patch_twin_model(model, state, steps, (artistic_cfg, natural_cfg), negative_schedule)
+    positive = stack_twin_conditioning(artistic_positive, natural_positive)
+    artistic_prompt = positive[0][0][ARTISTIC:ARTISTIC + 1] if negative_schedule else None
+    patched = patch_twin_model(model, state, steps, (artistic_cfg, natural_cfg), artistic_prompt)
 
     twins = samples.repeat(2, 1, 1, 1)
     twins = comfy.sample.fix_empty_latent_channels(patched, twins)
     if latent.get(INVERTED_KEY):
         noise = torch.zeros_like(twins)
     else:
-        noise = comfy.sample.prepare_noise(twins, seed, noise_inds=[0, 0])
-    positive = stack_twin_conditioning(artistic_positive, natural_positive)
+        noise = release_start(comfy.sample.prepare_noise(twins, seed, noise_inds=[0, 0]), float(sigmas[0]))
     callback = latent_preview.prepare_callback(patched, steps)
     out = comfy.sample.sample_custom(
         patched, noise, natural_cfg, comfy.samplers.sampler_object("euler"), sigmas, positive, negative,
@@ -191,9 +284,12 @@ def invert_latent(model, conditioning, latent, steps):
     samples = latent["samples"]
     model_sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu().flip(0)
-    if sigmas[0] == 0:
-        sigmas[0] = 1e-4  # Euler divides by the current sigma
-    samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    # The release's reverse_ddim treats the clean latent as x at timestep 0 (alpha_cumprod[0]),
+    # which in ComfyUI's sigma space is the latent times sqrt(1 + sigma(0)^2) at sigma(0)
+    # (also keeps Euler from dividing by a zero sigma).
+    start = float(model_sampling.sigma(torch.tensor(0.0)))
+    sigmas[0] = start
+    samples = comfy.sample.fix_empty_latent_channels(model, samples) * math.sqrt(1.0 + start**2)
     out = comfy.sample.sample_custom(
         model, torch.zeros_like(samples), 1.0, comfy.samplers.sampler_object("euler"), sigmas, conditioning,
         conditioning, samples, callback=latent_preview.prepare_callback(model, steps), disable_pbar=True,

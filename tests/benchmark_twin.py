@@ -26,7 +26,7 @@ def written_bytes() -> int:
         return int(next(line for line in handle if line.startswith("write_bytes")).split()[1])
 
 
-def median_time(run, repeats: int = 3) -> float:
+def median_time(run, repeats: int = int(os.environ.get("T2C_REPEATS", "3"))) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -38,7 +38,7 @@ def median_time(run, repeats: int = 3) -> float:
 def main() -> None:
     threads = int(os.environ.get("T2C_THREADS", "1"))
     torch.set_num_threads(threads)
-    size, steps = int(os.environ.get("T2C_SIZE", "256")), int(os.environ.get("T2C_STEPS", "20"))
+    size, steps = int(os.environ.get("T2C_SIZE", "512")), int(os.environ.get("T2C_STEPS", "20"))
     model, clip = tiny_checkpoint(0)  # imports ComfyUI
 
     import comfy.sample
@@ -61,6 +61,15 @@ def main() -> None:
                                          negative_schedule)
 
     plain()  # warm-up
+    if os.environ.get("T2C_PAIRED"):  # plain and twin runs alternated: robust to a machine whose load drifts
+        ratios = []
+        for _ in range(int(os.environ["T2C_PAIRED"])):
+            plain_s, twin_s = median_time(plain, 1), median_time(twins(True), 1)
+            ratios.append(twin_s / plain_s)
+            print(f"plain {plain_s:.2f} s, twin pass with recording and negative schedule {twin_s:.2f} s: "
+                  f"{twin_s / plain_s:.3f}x", flush=True)
+        print(f"median ratio over {len(ratios)} alternated pairs: {statistics.median(ratios):.3f}x")
+        return
     rows = [("plain batch of 2 (core, no patches)", median_time(plain))]
     before = written_bytes()
     rows.append(("twin pass, recording, negative schedule", median_time(twins(True))))

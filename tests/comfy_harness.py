@@ -109,13 +109,16 @@ class ComfyServer:
     def __init__(
         self, comfy_root: str, base: Path, extra_packs: tuple[Path, ...] = (),
         front_end_root: Optional[Path] = None, cache_classic: bool = False, cpu: bool = True,
+        model_paths: Optional[dict[str, str]] = None,
     ):
         """``front_end_root``: a frontend's ``static`` folder (None: the one ComfyUI pins).
         ``cache_classic``: keep every node's last output (0.3.75's default; newer ComfyUI evicts
         under RAM pressure), for tests that assert which nodes ran from the cache.
-        ``cpu``: False lets ComfyUI use its GPU (tests/gpu_check.py)."""
+        ``cpu``: False lets ComfyUI use its GPU (tests/gpu_check.py).
+        ``model_paths``: extra ComfyUI model folders, ``{folder name: path}``."""
         self.cpu = cpu
         self.comfy_root = Path(comfy_root).resolve()
+        self.model_paths = dict(model_paths or {})
         self.base = Path(base)
         self.extra_packs = extra_packs
         self.front_end_root = front_end_root
@@ -147,7 +150,8 @@ class ComfyServer:
         for name in EXAMPLE_INPUTS:
             shutil.copy(REPO / "workflows" / "assets" / name, self.input_dir / name)
         config = self.base / "extra_model_paths.yaml"
-        config.write_text(f"t2c_tests:\n  custom_nodes: {self.custom_nodes}\n  checkpoints: {self.checkpoints_dir}\n")
+        config.write_text(f"t2c_tests:\n  custom_nodes: {self.custom_nodes}\n  checkpoints: {self.checkpoints_dir}\n"
+                          + "".join(f"  {name}: {path}\n" for name, path in self.model_paths.items()))
         self.port = free_port()
         command = [
             sys.executable, str(self.comfy_root / "main.py"),

@@ -63,6 +63,12 @@ NOTES = {
         "Swap the example picture for LoadImage with your painting; describe it in 'Describe the painting'.",
         QUEUE_STEP,
     ),
+    "text_to_cinemagraph_paper": (
+        CHECKPOINT_STEP,
+        "Needs models/text2cinemagraph/motion-pretrained/latest_net_G.pth, video-pretrained/latest_net_G.pth "
+        "(the release's networks) and segmentation/clipseg-rd64-refined (or an ODISE folder).",
+        QUEUE_STEP,
+    ),
     "animate_picture": (
         "No model needed: queue as is to animate the example lake.",
         "Your own picture: replace the example node with LoadImage and paint the moving part in the mask editor.",

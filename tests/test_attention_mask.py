@@ -50,6 +50,13 @@ def test_clusters_split_into_connected_components():
     assert len(np.unique(components)) == 3
 
 
+def test_diagonal_neighbours_are_one_component():
+    """8-connectivity, as the release's skimage.measure.label: a diagonal chain is one piece."""
+    labels = np.eye(5, dtype=int)
+    components = split_components(labels)
+    assert len(np.unique(components[labels == 1])) == 1
+
+
 def test_overlap_rule_keeps_components_mostly_inside():
     components = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 3, 3]])
     reference = np.array([[1.0, 1.0, 1.0, 0.0], [1.0, 0.5, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
@@ -78,13 +85,27 @@ def test_mask_from_segmentation_selects_the_water_clusters():
     assert float((mask - expected).abs().mean()) < 0.01  # the attention clusters fix the boundary
 
 
-def test_mask_from_cross_attention_without_segmentation():
+def test_mask_from_cross_attention_without_segmentation(caplog):
     regions = three_regions()
     cross = torch.full((GRID[0] * GRID[1], 77), 0.01)
     cross[:, 5] = torch.from_numpy((regions.reshape(-1) == 2).astype(np.float32)) * 0.5 + 0.01
-    mask, _ = attention_cluster_mask(planted_attention(regions), GRID, (64, 64), cross_attention=cross,
-                                     region_positions=[5], clusters=3, erosion=0)
+    with caplog.at_level("INFO"):
+        mask, preview = attention_cluster_mask(planted_attention(regions), GRID, (64, 64), cross_attention=cross,
+                                               region_positions=[5], clusters=3, erosion=0)
     assert float(mask[40:].mean()) > 0.99 and float(mask[:38].mean()) < 0.01
+    assert "cross-attention fallback" in caplog.text
+
+    segmentation = torch.zeros(64, 64)
+    segmentation[40:, :] = 1.0
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        same_mask, segmented_preview = attention_cluster_mask(planted_attention(regions), GRID, (64, 64),
+                                                              segmentation=segmentation, clusters=3)
+    assert torch.equal(same_mask, mask) and "by the segmentation" in caplog.text
+    # the preview's caption band names the reference: same clusters, different text
+    assert torch.equal(preview[14:], segmented_preview[14:])
+    assert not torch.equal(preview[:14], segmented_preview[:14])
+    assert float(preview[:14].max()) > 0.9 and float(preview[:14].min()) == 0.0  # light text on black
 
 
 def test_no_selected_cluster_is_a_clear_error():

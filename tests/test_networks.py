@@ -367,6 +367,18 @@ def test_direction_hint_is_the_unit_vector_divided_by_64():
     assert torch.allclose(hint[0, :, 2, 2], torch.tensor([1.0, 0.0]) / 64, atol=1e-7)
     assert torch.allclose(hint[0, :, 12, 2], torch.tensor([0.0, -1.0]) / 64, atol=1e-7)  # upwards is -y
     assert torch.equal(hint[0, :, 9, 2], torch.zeros(2))
+    release = direction_hint(regions, [0.0, 90.0], (16, 16), "release")  # the release's inference
+    assert torch.allclose(release, hint * 64, atol=1e-6)
+    with pytest.raises(InputError, match="^hint_scale"):
+        direction_hint(regions, [0.0], (16, 16), "unit")
+
+
+def test_release_hint_scale_changes_the_learned_direction_flow():
+    network = tiny("hint")
+    image, mask = picture_and_mask(64, 64)
+    flows = {scale: learned_direction_flow(network, image, mask, "left to right", "generic", 0, clamp=None,
+                                           hint_scale=scale)[0] for scale in ("training", "release")}
+    assert not torch.allclose(flows["training"], flows["release"])
 
 
 def test_learned_direction_uses_the_phrase_and_is_seeded():
@@ -453,7 +465,7 @@ def test_flow_predictor_keeps_procedural_and_offers_the_learned_methods(models_d
 
     spec = FlowPredictor.INPUT_TYPES()
     assert spec["required"]["method"][0] == ["procedural", "learned", "learned_direction"]
-    assert set(spec["optional"]) == {"flow_model", "conditioning", "motion_hint", "learned_clamp"}
+    assert set(spec["optional"]) == {"flow_model", "conditioning", "motion_hint", "learned_clamp", "hint_scale"}
     assert all(entry[1]["tooltip"] for entry in spec["optional"].values())
     assert spec["optional"]["flow_model"][0] == ["(none: put the networks in models/text2cinemagraph)"]
     assert FlowPredictor.VALIDATE_INPUTS(flow_model="whatever.pth") is True

@@ -18,7 +18,7 @@ ALIASES = {"cinemagraph", "seamless loop", "animate water", "loop video"}
 TUNING = {
     "AttentionInjectingSampler": {"attention_injection", "residual_injection", "negative_schedule"},
     "AttentionClusterMask": {"clusters", "overlap", "erosion"},
-    "FlowPredictor": {"learned_clamp"},
+    "FlowPredictor": {"learned_clamp", "hint_scale"},
     "MotionBrush": {"learned_clamp"},
     "LoopVideoWriter": {"loop_count", "repeat_cycles", "quality"},
     "ODISESegment": {"threshold"},

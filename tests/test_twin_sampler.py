@@ -29,14 +29,17 @@ def twins(tiny, attention=0.5, residual=0.8, negative_schedule=True, model=None,
 
 
 def plain(tiny, prompt, cfg, seed=3):
-    """Core ComfyUI sampling of one prompt: the same sampler, schedule and noise."""
+    """Core ComfyUI sampling of one prompt: the same sampler, schedule and noise (scaled to the
+    release's unit-variance start, as the twin pass does)."""
     import comfy.sample
     import comfy.samplers
+
+    from text2cinemagraph.nodes.twin import release_start
 
     model, _, p = tiny
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "ddim_uniform", STEPS).cpu()
     latent = LATENT["samples"]
-    noise = comfy.sample.prepare_noise(latent, seed)
+    noise = release_start(comfy.sample.prepare_noise(latent, seed), float(sigmas[0]))
     return comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.sampler_object("euler"), sigmas,
                                       p[prompt], p["negative"], latent, seed=seed)
 
@@ -47,16 +50,17 @@ def test_without_injection_the_twins_equal_two_plain_runs(tiny):
     assert torch.allclose(natural["samples"], plain(tiny, "natural", 7.5), rtol=1e-4, atol=1e-3)
 
 
-def test_full_injection_gives_the_natural_image_the_artistic_attention(tiny, monkeypatch):
+def test_full_injection_gives_every_natural_row_the_artistic_attention(tiny, monkeypatch):
+    """Every UNet row of the natural image, the negative-schedule row included, gets the
+    artistic image's maps in output blocks 4..11: one call of 5 rows per step."""
     import text2cinemagraph.nodes.twin as twin
-    from text2cinemagraph.nodes.stages.twin_attention import TwinAttention, attention_probabilities
+    from text2cinemagraph.nodes.stages.twin_attention import TwinAttention, attention_probabilities, twin_layout
 
-    seen = {"checked": 0, "differ_elsewhere": 0}
+    seen = {"checked": 0, "differ_elsewhere": 0, "batches": set()}
 
     class Spy(TwinAttention):
         def attn1(self, q, k, v, options):
-            self.block = options["block"]
-            self.locate_last = self.locate(options)
+            self.block, self.layout = options["block"], twin_layout(q.shape[0], options)
             return super().attn1(q, k, v, options)
 
         def __init__(self, *args, **kwargs):
@@ -64,11 +68,14 @@ def test_full_injection_gives_the_natural_image_the_artistic_attention(tiny, mon
             inner = self.attention_fn
 
             def spy(q, k, v, heads):
-                if q.shape[0] == 4 and getattr(self, "block", None) is not None and q.shape == k.shape:
-                    maps = [attention_probabilities(q[row], k[row], heads) for row in range(4)]
-                    same = torch.equal(maps[0], maps[1]) and torch.equal(maps[2], maps[3])
+                if getattr(self, "block", None) is not None and q.shape == k.shape:
+                    seen["batches"].add(q.shape[0])
+                    twins, source = self.layout
+                    maps = [attention_probabilities(q[row], k[row], heads) for row in range(q.shape[0])]
+                    pairs = [(a, a + 1) for a in range(0, twins, 2)] + [(source, twins)]
+                    same = all(torch.equal(maps[a], maps[n]) for a, n in pairs)
                     if self.block[0] == "output" and self.block[1] >= 4:
-                        assert same, (self.block, self.locate_last, torch.equal(q[0], q[1]), torch.equal(k[0], k[1]))
+                        assert same, self.block
                         seen["checked"] += 1
                     elif not same:
                         seen["differ_elsewhere"] += 1
@@ -79,6 +86,7 @@ def test_full_injection_gives_the_natural_image_the_artistic_attention(tiny, mon
 
     monkeypatch.setattr(twin, "TwinAttention", Spy)
     twins(tiny, attention=1.0, residual=1.0)
+    assert seen["batches"] == {5}  # [uncond a, uncond n, cond a, cond n, negative n] in one call
     assert seen["checked"] == STEPS * 8  # every step, output blocks 4..11
     assert seen["differ_elsewhere"] > 0  # blocks that are not injected keep their own maps
 
@@ -164,3 +172,53 @@ def test_inversion_then_twin_sampling_reconstructs_the_latent():
         assert torch.equal(artistic["samples"], natural["samples"])
         errors[steps] = float((artistic["samples"] - picture["samples"]).norm() / picture["samples"].norm())
     assert errors[10] < 0.02 and errors[40] < 0.6 * errors[10], errors
+
+
+def test_a_huge_latent_is_refused_before_sampling(tiny):
+    """The recorded self-attention map grows as (H*W/256)^2: 2048 px would hold 1 GiB."""
+    from text2cinemagraph.kernels.errors import InputError
+
+    with pytest.raises(InputError) as error:
+        twins(tiny, latent={"samples": torch.zeros(1, 4, 256, 256)})
+    assert error.value.input_name == "latent" and "2048x2048" in str(error.value) and "1.00 GiB" in str(error.value)
+
+
+def test_a_model_without_the_sd1_block_layout_is_refused(tiny):
+    """An SDXL-like UNet (three levels: 9 input and 9 output blocks) is named, not sampled with
+    SD1.5's block numbers."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    from comfy_test_pack.tiny_checkpoint import TINY_UNET_CONFIG
+
+    from text2cinemagraph.kernels.errors import InputError
+
+    config = dict(TINY_UNET_CONFIG, num_res_blocks=[2, 2, 2], channel_mult=[1, 2, 4],
+                  transformer_depth=[0, 0, 1, 1, 1, 1], transformer_depth_output=[0, 0, 0, 1, 1, 1, 1, 1, 1])
+    model_config = comfy.supported_models.SD15(config)
+    model_config.set_inference_dtype(torch.float32, None)
+    xl_like = comfy.model_patcher.ModelPatcher(model_config.get_model({}, "", device=torch.device("cpu")),
+                                               load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    with pytest.raises(InputError) as error:
+        twins(tiny, model=xl_like)
+    assert error.value.input_name == "model" and "9 output blocks" in str(error.value)
+
+
+def test_unet_call_arguments_are_read_by_name_or_refused_naming_the_version():
+    from text2cinemagraph.nodes._comfy import ComfyUIVersionError, diffusion_model_call
+
+    class Executor:
+        @staticmethod
+        def original(x, timesteps=None, context=None, y=None, control=None, transformer_options={}, **kwargs):
+            return x
+
+    call = diffusion_model_call(Executor, ("x", "t", "c", None, None, {"cond_or_uncond": [1, 0]}), {})
+    assert call.arguments["transformer_options"] == {"cond_or_uncond": [1, 0]} and call.arguments["context"] == "c"
+
+    class Renamed:
+        @staticmethod
+        def original(x, timesteps=None, context=None, options=None):
+            return x
+
+    with pytest.raises(ComfyUIVersionError, match="transformer_options"):
+        diffusion_model_call(Renamed, ("x", "t", "c", {}), {})

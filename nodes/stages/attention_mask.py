@@ -7,6 +7,7 @@ cross-attention map of the region's words), union, erosion.
 
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence
 
 import numpy as np
@@ -19,6 +20,10 @@ from ...kernels.errors import InputError
 from .inputs import require_finite
 
 CLIP_START, CLIP_END = 49406, 49407  # CLIP's start- and end-of-text token ids
+SPECTRAL_RESTARTS = 100  # k-means restarts of the spectral embedding, as the release (n_init 100)
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # skimage.measure.label's default in 2-D, as the release
+
+log = logging.getLogger(__name__)
 
 
 def spectral_clusters(self_attention: Tensor, grid: tuple[int, int], clusters: int, seed: int) -> np.ndarray:
@@ -33,19 +38,21 @@ def spectral_clusters(self_attention: Tensor, grid: tuple[int, int], clusters: i
     affinity = self_attention.double().cpu().numpy()
     affinity = (affinity + affinity.T) / 2.0
     model = SpectralClustering(
-        n_clusters=clusters, affinity="precomputed", n_init=10, random_state=seed, assign_labels="kmeans"
+        n_clusters=clusters, affinity="precomputed", n_init=SPECTRAL_RESTARTS, random_state=seed,
+        assign_labels="kmeans",
     )
     return model.fit_predict(affinity).reshape(grid)
 
 
 def split_components(labels: np.ndarray) -> np.ndarray:
-    """``[h, w]`` id (from 1) of each 4-connected component of each cluster."""
+    """``[h, w]`` id (from 1) of each 8-connected component of each cluster (diagonal
+    neighbours join, as the release's ``skimage.measure.label``)."""
     from scipy import ndimage
 
     components = np.zeros(labels.shape, dtype=np.int64)
     next_id = 1
     for cluster in np.unique(labels):
-        pieces, count = ndimage.label(labels == cluster)
+        pieces, count = ndimage.label(labels == cluster, structure=EIGHT_CONNECTED)
         components[pieces > 0] = pieces[pieces > 0] + next_id - 1
         next_id += count
     return components
@@ -115,13 +122,21 @@ def coverage_on_grid(mask: Tensor, grid: tuple[int, int]) -> np.ndarray:
     return F.interpolate((mask > 0.5).float()[None, None], size=grid, mode="area")[0, 0].numpy()
 
 
-def cluster_preview(components: np.ndarray, labels: np.ndarray, selected: np.ndarray, size: tuple[int, int]) -> Tensor:
-    """``[H, W, 3]``: a colour per cluster, unselected components darkened."""
+def cluster_preview(labels: np.ndarray, selected: np.ndarray, size: tuple[int, int], caption: str) -> Tensor:
+    """``[H, W, 3]``: a colour per cluster, unselected components darkened, ``caption`` written
+    on a dark band at the top (which reference selected the clusters)."""
+    from PIL import Image, ImageDraw
+
     generator = np.random.default_rng(0)
     palette = generator.uniform(0.25, 1.0, size=(labels.max() + 1, 3)).astype(np.float32)
     colours = palette[labels] * np.where(selected, 1.0, 0.35)[..., None]
     grid = torch.from_numpy(colours).permute(2, 0, 1)[None]
-    return F.interpolate(grid, size=size, mode="nearest")[0].permute(1, 2, 0)
+    preview = F.interpolate(grid, size=size, mode="nearest")[0].permute(1, 2, 0)
+    picture = Image.fromarray((preview.numpy() * 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((0, 0, size[1], 13), fill=(0, 0, 0))
+    draw.text((3, 1), caption, fill=(255, 255, 255))
+    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
 
 
 def attention_cluster_mask(
@@ -133,7 +148,7 @@ def attention_cluster_mask(
     region_positions: Sequence[int] = (),
     clusters: int = 5,
     overlap: float = 0.7,
-    erosion: int = 1,
+    erosion: int = 0,
     seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """The region mask at picture size, and a preview of the clusters.
@@ -161,8 +176,10 @@ def attention_cluster_mask(
         if not (segmentation > 0.5).any():
             raise InputError("segmentation", "is empty; the segmentation found no pixel of the region")
         reference = coverage_on_grid(segmentation, grid)
+        source = "segmentation"
     elif cross_attention is not None and region_positions:
         reference = cross_attention_reference(cross_attention, region_positions, grid).astype(np.float64)
+        source = "cross-attention fallback"
     else:
         raise InputError(
             "region",
@@ -181,4 +198,6 @@ def attention_cluster_mask(
     mask = erode(upsample_mask(selected, size), erosion)
     if not mask.any():
         raise InputError("erosion", f"{erosion} erosions remove the whole mask; use fewer")
-    return mask.float(), cluster_preview(components, labels, selected, size)
+    log.info("AttentionClusterMask: the clusters were selected by the %s (%d of %d components kept)",
+             source, len(np.unique(components[selected])), int(components.max()))
+    return mask.float(), cluster_preview(labels, selected, size, f"reference: {source}")

@@ -24,7 +24,11 @@ from torch import Tensor
 
 ARTISTIC, NATURAL = 0, 1
 TWINS = 2
-COND = 0  # ComfyUI's cond_or_uncond value of a conditional chunk (1 = unconditional)
+COND, UNCOND = 0, 1  # ComfyUI's cond_or_uncond values of a conditional / unconditional chunk
+# transformer_options key marking a UNet call that carries, after its twin rows, one more row:
+# the natural image's prediction with the artistic prompt (the negative schedule). Its value is
+# the row whose features it receives (the artistic image's unconditional row), as in the release.
+NEGATIVE_ROW = "t2c_negative_row"
 
 AttentionFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
 
@@ -63,7 +67,9 @@ class TwinSchedule:
 
     attention_steps: int  # q/k injection during steps [0, attention_steps)
     residual_steps: int  # residual injection during steps [0, residual_steps)
-    record_sigma_max: float  # record maps at sigmas <= this (the release: timestep <= 541)
+    # record maps at sigmas <= this: the sigma half a timestep above the release's t = 541, so the
+    # cut-off is decided by timestep with a tolerance, never by float equality of two sigmas
+    record_sigma_max: float
 
 
 @dataclass
@@ -121,12 +127,19 @@ class TwinAttention:
         step = int(torch.argmin((schedule.float().cpu() - sigma).abs())) if schedule is not None else 0
         return {"step": step, "sigma": sigma, "chunks": list(options.get("cond_or_uncond", [COND]))}
 
-    def begin_call(self, options: dict) -> None:
+    def begin_call(self, options: dict, batch: int) -> None:
         """Remember the current call for the residual hook (which sees no options)."""
-        self.call = self.locate(options)
+        self.call = {**self.locate(options), "layout": twin_layout(batch, options)}
 
-    def _twin_rows(self, batch: int, chunks: list) -> bool:
-        return batch == TWINS * len(chunks)
+    def _copy_artistic(self, rows: Tensor, layout: tuple[int, Optional[int]]) -> Tensor:
+        """``rows`` with every natural row replaced by its artistic counterpart (and the
+        negative row, when present, by the artistic unconditional row)."""
+        twins, source = layout
+        rows = rows.clone()
+        rows[NATURAL:twins:TWINS] = rows[ARTISTIC:twins:TWINS]
+        if source is not None:
+            rows[twins] = rows[source]
+        return rows
 
     # --- patches ----------------------------------------------------------------
 
@@ -134,35 +147,37 @@ class TwinAttention:
         """Self-attention replacement: inject q/k into the natural rows, record the artistic map."""
         where = self.locate(options)
         heads = options["n_heads"]
-        if self._twin_rows(q.shape[0], where["chunks"]):
+        layout = twin_layout(q.shape[0], options)
+        if layout is not None:
             block = options.get("block")
             if where["step"] < self.schedule.attention_steps and block is not None and block[0] == "output" and block[1] >= 4:
-                q, k = q.clone(), k.clone()
-                q[NATURAL::TWINS] = q[ARTISTIC::TWINS]
-                k[NATURAL::TWINS] = k[ARTISTIC::TWINS]
-            if q.shape[1] == self.record_tokens and where["sigma"] <= self.schedule.record_sigma_max:
-                self._record_self(q, k, heads)
+                q, k = self._copy_artistic(q, layout), self._copy_artistic(k, layout)
+            if q.shape[1] == self.record_tokens and self.records(where["sigma"]):
+                self._record_self(q[:layout[0]], k[:layout[0]], heads)
         return self.attention_fn(q, k, v, heads)
+
+    def records(self, sigma: float) -> bool:
+        """Whether maps are recorded at ``sigma``."""
+        return sigma <= self.schedule.record_sigma_max
 
     def attn2(self, q: Tensor, k: Tensor, v: Tensor, options: dict) -> Tensor:
         """Cross-attention replacement: record the artistic image's conditional maps."""
         where = self.locate(options)
         heads = options["n_heads"]
-        if self._twin_rows(q.shape[0], where["chunks"]) and where["sigma"] <= self.schedule.record_sigma_max:
+        layout = twin_layout(q.shape[0], options)
+        if layout is not None and self.records(where["sigma"]):
             shape = options.get("activations_shape")
             self._record_cross(q, k, heads, where["chunks"], tuple(shape[-2:]) if shape else None)
         return self.attention_fn(q, k, v, heads)
 
     def residual_hook(self, module: torch.nn.Module, inputs, output: Tensor) -> Optional[Tensor]:
         """Forward hook on output block 4's ResBlock residual branch: copy artistic into natural."""
-        chunks = self.call.get("chunks", [])
-        if not chunks or not self._twin_rows(output.shape[0], chunks):
+        layout = self.call.get("layout")
+        if layout is None or output.shape[0] != layout[0] + (layout[1] is not None):
             return None
         if self.call["step"] >= self.schedule.residual_steps:
             return None
-        output = output.clone()
-        output[NATURAL::TWINS] = output[ARTISTIC::TWINS]
-        return output
+        return self._copy_artistic(output, layout)
 
     # --- recording --------------------------------------------------------------
 
@@ -200,6 +215,16 @@ class TwinAttention:
             )
         cross = self.cross_sum / self.cross_samples if self.cross_sum is not None else None
         return AttentionMaps(self.grid, self.self_sum / self.self_samples, cross, self.self_samples, self.cross_samples)
+
+
+def twin_layout(batch: int, options: dict) -> Optional[tuple[int, Optional[int]]]:
+    """``(twin rows, source of the negative row or None)`` of a UNet call of ``batch`` rows,
+    or None when the call does not hold the two images (rows ``[a, n]`` per guidance chunk)."""
+    twins = TWINS * len(options.get("cond_or_uncond", [COND]))
+    source = options.get(NEGATIVE_ROW)
+    if batch == twins + (source is not None):
+        return twins, source
+    return None
 
 
 def per_image_guidance(scales: Tensor) -> Callable[[dict], Tensor]:

@@ -76,19 +76,26 @@ def conditioning_context(conditioning, context_dim: int) -> Tensor:
     return cond[:1].float()
 
 
-def direction_hint(regions: Tensor, angles: list[float], size: tuple[int, int]) -> Tensor:
-    """``[1, 2, h, w]`` dense hint: each region's unit direction / 64, zero elsewhere.
+HINT_SCALES = ("training", "release")
 
-    The hint network was trained on ground-truth flow samples divided by 64;
-    the release fed the undivided unit vector at inference, we scale it as in
-    training (1 px/frame).
+
+def direction_hint(regions: Tensor, angles: list[float], size: tuple[int, int], scale: str = "training") -> Tensor:
+    """``[1, 2, h, w]`` dense hint: each region's unit direction, zero elsewhere.
+
+    The hint network was trained on ground-truth flow samples divided by 64.
+    ``scale`` "training" (default) divides the unit vector by 64 as in training
+    (a hint of 1 px/frame); "release" feeds the undivided unit vector, as the
+    release's inference script did (a hint of 64 px/frame to the network).
     """
+    if scale not in HINT_SCALES:
+        raise InputError("hint_scale", f"must be one of {', '.join(HINT_SCALES)}, got {scale!r}")
+    divisor = FLOW_NORM if scale == "training" else 1.0
     hint = torch.zeros((1, 2, *size))
     for region, angle in zip(regions, angles):
         inside = F.interpolate(region.float()[None, None], size=size, mode="nearest")[0, 0] > 0.5
         radians = math.radians(angle)
-        hint[0, 0][inside] = math.cos(radians) / FLOW_NORM
-        hint[0, 1][inside] = -math.sin(radians) / FLOW_NORM
+        hint[0, 0][inside] = math.cos(radians) / divisor
+        hint[0, 1][inside] = -math.sin(radians) / divisor
     return hint
 
 
@@ -167,8 +174,10 @@ def learned_direction_flow(
     seed: int,
     speed: float = 0.3,
     clamp: Optional[float] = RELEASE_CLAMP,
+    hint_scale: str = "training",
 ) -> tuple[Tensor, list[float]]:
-    """Flow from the hint network: picture + mask + a dense direction hint per region.
+    """Flow from the hint network: picture + mask + a dense direction hint per region
+    (``hint_scale``: see :func:`direction_hint`).
 
     The direction is given as for the procedural method (a phrase, an angle,
     ``auto``, or one per mask); the angle inside a phrase's range is drawn
@@ -187,7 +196,7 @@ def learned_direction_flow(
     region = regions.any(dim=0)
     size = network_size(height, width, network.config.multiple)
     rgb, mask = network_inputs(picture.cpu(), region, size)
-    hint = direction_hint(regions, angles, size)
+    hint = direction_hint(regions, angles, size, hint_scale)
     device = _device_of(network)
     with torch.inference_mode():
         output = network(torch.cat((rgb, mask, hint), 1).to(device))

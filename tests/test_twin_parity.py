@@ -1,0 +1,151 @@
+"""Parity of the twin pass and DDIMInvert with an independent reference of the release.
+
+``twin_reference.py`` runs the release's algorithm (LDM DDIM in alpha space, one UNet call of
+five rows per step, torch forward hooks for injection and recording) directly on the tiny
+SD1.5-layout UNet module; the node runs inside ComfyUI's sampler with its patches. The two
+share only the weights and the start noise.
+
+Tolerances (relative to the reference's largest value, because the random tiny model drives the
+latents to magnitudes of about 70): both paths run the same float32 UNet, but the reference does
+its DDIM arithmetic in float64 in alpha space while ComfyUI steps Euler in float32 in sigma space,
+and the attention sums run in different orders (ComfyUI's SDPA call vs the module's forward).
+Measured on this machine (2026-11-30), max |diff| / max |value| over 50 steps:
+q/k only 1.5e-6, residual only 1.2e-6, negative schedule only 1.2e-6, all three 1.7e-6 (natural
+latent; artistic 9.4e-7 in every case), self-attention mean 1.4e-6, DDIMInvert 2.8e-6: about ten
+float32 epsilons (1.2e-7). The bound 1e-5 is six times the largest; the change each mechanism
+makes is asserted to exceed 100 times the bound, so no mechanism can break silently.
+"""
+
+import pytest
+import torch
+
+from comfy_inprocess import encode, tiny_checkpoint
+from twin_reference import Release, alphas_cumprod, ddim_timesteps, reference_inversion, reference_twin_pass
+
+STEPS = 50  # the release's schedule: timesteps 981, 961, ..., 1
+SIZE = 16  # latent 16x16 (128 px); the recorded level is 8x8 tokens
+SEED = 7
+SD15_SCALE = 0.18215  # ComfyUI's LATENT is the diffusion latent divided by SD1.x's VAE scale factor
+LATENT_TOL = 1e-5  # relative to the largest latent value
+MAP_TOL = 1e-5  # relative to the largest map value
+
+# (node's attention_injection, residual_injection, negative_schedule) and the release's settings
+CASES = {
+    "q/k only": ((0.5, 0.0, False), Release(qk_until=25, residual_until=None, negative_schedule=False)),
+    "residual only": ((0.0, 0.8, False), Release(qk_until=None, residual_until=40, negative_schedule=False)),
+    "negative schedule only": ((0.0, 0.0, True), Release(qk_until=None, residual_until=None, negative_schedule=True)),
+    "all three": ((0.5, 0.8, True), Release()),
+}
+NOTHING = Release(qk_until=None, residual_until=None, negative_schedule=False)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, clip = tiny_checkpoint(0)
+    prompts = {
+        "artistic": encode(clip, "a river between hills in the style of van gogh"),
+        "natural": encode(clip, "river, hills, nature, bright, realistic, photography, 4k, 8k"),
+        "empty": encode(clip, ""),
+    }
+    noise = torch.randn(1, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(SEED))
+    # the reference runs on its own copy of the same seeded weights: ComfyUI patches the weights
+    # of the modules it loads (LoRAs) in place, and that copy is never loaded by ComfyUI
+    reference_unet = tiny_checkpoint(0)[0].get_model_object("diffusion_model")
+    return model, prompts, noise, reference_unet
+
+
+def node_run(tiny, fractions, model=None):
+    from text2cinemagraph.nodes.twin import sample_twins
+
+    base, p, _, _ = tiny
+    latent = {"samples": torch.zeros(1, 4, SIZE, SIZE)}
+    artistic, natural, maps = sample_twins(model or base, p["artistic"], p["natural"], p["empty"], latent, SEED, STEPS,
+                                           5.0, 7.5, *fractions)
+    return artistic["samples"] * SD15_SCALE, natural["samples"] * SD15_SCALE, maps.self_attention, maps.self_samples
+
+
+def reference_run(tiny, settings, unet=None):
+    _, p, noise, reference_unet = tiny
+    unet = unet or reference_unet
+    return reference_twin_pass(unet, noise, p["empty"][0][0], p["artistic"][0][0], p["natural"][0][0], STEPS, settings)
+
+
+def differences(ours, theirs) -> tuple[float, float, float]:
+    """Max abs difference of each output, relative to the reference's largest magnitude."""
+    return tuple(float((a - b).abs().max() / b.abs().max()) for a, b in zip(ours, theirs))
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny):
+    return reference_run(tiny, NOTHING)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_node_equals_the_release_reference(tiny, baseline, case):
+    fractions, settings = CASES[case]
+    ours, theirs = node_run(tiny, fractions), reference_run(tiny, settings)
+    artistic, natural, maps = differences(ours, theirs)
+    print(f"{case}: max |latent diff| / max |latent| artistic {artistic:.2e} natural {natural:.2e}; "
+          f"max |map diff| / max map {maps:.2e}; latent max {float(theirs[1].abs().max()):.1f}")
+    assert artistic < LATENT_TOL and natural < LATENT_TOL and maps < MAP_TOL
+    assert ours[3] == 28 * 5 * 2  # t <= 541: 28 steps x 5 layers x (cond, uncond)
+    # the mechanism matters: switching it off moves the natural twin far more than the tolerance
+    assert float((theirs[1] - baseline[1]).abs().max() / baseline[1].abs().max()) > 100 * LATENT_TOL
+    assert torch.equal(theirs[0], baseline[0])  # nothing flows back into the artistic image
+
+
+def test_split_cond_uncond_calls_give_the_same_twins(tiny):
+    """ComfyUI evaluates cond and uncond in separate UNet calls when memory is short; the fifth
+    row then rides with the unconditional call."""
+    import comfy.samplers
+
+    base = tiny[0]
+    split = base.clone()
+
+    def one_list_per_call(args):
+        cond, uncond = args["conds"]
+        x, sigma, model, options = args["input"], args["sigma"], args["model"], args["model_options"]
+        cond_out = comfy.samplers.calc_cond_batch(model, [cond, None], x, sigma, options)[0]
+        uncond_out = comfy.samplers.calc_cond_batch(model, [None, uncond], x, sigma, options)[1]
+        return [cond_out, uncond_out]
+
+    split.set_model_sampler_calc_cond_batch_function(one_list_per_call)
+    ours, theirs = node_run(tiny, (0.5, 0.8, True), model=split), reference_run(tiny, Release())
+    assert max(differences(ours, theirs)) < LATENT_TOL
+
+
+def test_a_lora_reaches_both_images(tiny):
+    """A ModelPatcher weight patch (what LoraLoader adds) applied before the node changes both
+    images exactly as the same change written into the reference's weights."""
+    import copy
+
+    base, reference_unet = tiny[0], tiny[3]
+    key = "diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_q.weight"
+    weight = base.get_model_object(key)
+    delta = 0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)) / weight.shape[1] ** 0.5
+    lora = base.clone()
+    lora.add_patches({key: (delta,)}, 1.0)
+    unet = copy.deepcopy(reference_unet)
+    with torch.no_grad():
+        unet.output_blocks[4][1].transformer_blocks[0].attn1.to_q.weight.add_(delta)
+    ours, theirs = node_run(tiny, (0.5, 0.8, True), model=lora), reference_run(tiny, Release(), unet=unet)
+    plain = reference_run(tiny, Release())
+    assert max(differences(ours, theirs)) < LATENT_TOL
+    assert min(differences(theirs[:2], plain[:2])) > 100 * LATENT_TOL
+
+
+def test_ddim_invert_equals_the_release_inversion(tiny):
+    """DDIMInvert (Euler over the flipped sigma schedule in ComfyUI) against ``reverse_ddim`` in
+    alpha space. ComfyUI's x is the LDM x divided by sqrt(alpha) at the final timestep."""
+    from text2cinemagraph.nodes.twin import invert_latent
+
+    model, p, noise, reference_unet = tiny
+    picture = torch.nn.functional.interpolate(noise[:, :, :4, :4], size=(SIZE, SIZE), mode="bicubic")
+    steps = 10
+    ours = invert_latent(model, p["empty"], {"samples": picture / SD15_SCALE}, steps)["samples"] * SD15_SCALE
+    theirs = reference_inversion(reference_unet, picture, p["empty"][0][0], steps)
+    final = float(alphas_cumprod()[ddim_timesteps(steps)[-1]])
+    difference = float((ours * final**0.5 - theirs).abs().max() / theirs.abs().max())
+    print(f"DDIMInvert: max |latent diff| {difference:.2e}")
+    assert difference < LATENT_TOL
+    assert float((theirs - picture).abs().max()) > 1.0  # it moved far
