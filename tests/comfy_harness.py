@@ -43,6 +43,20 @@ FRONTENDS: dict[str, Optional[Path]] = {
 }
 
 
+def fetch_object_info() -> dict:
+    """``/object_info`` of a throwaway server with this pack (for the generator scripts)."""
+    import tempfile
+
+    comfy = os.environ.get("T2C_COMFYUI", str(REPO / ".venv" / "comfyui"))
+    with tempfile.TemporaryDirectory() as base:
+        server = ComfyServer(comfy, Path(base))
+        server.start()
+        try:
+            return server.get_json("/object_info")
+        finally:
+            server.stop()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -8,17 +8,15 @@ inputs with tooltips, outputs), so they cannot drift from the nodes: run
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import conftest  # noqa: E402,F401  (``text2cinemagraph`` is this checkout, as in the tests)
-from comfy_harness import PACK_FOLDER_NAME, REPO, ComfyServer  # noqa: E402
+from comfy_harness import PACK_FOLDER_NAME, REPO, fetch_object_info  # noqa: E402
 
 DOCS = REPO / "web" / "docs"
 
@@ -57,14 +55,7 @@ def render(info: dict) -> str:
 
 
 def main() -> None:
-    comfy = os.environ.get("T2C_COMFYUI", str(REPO / ".venv" / "comfyui"))
-    with tempfile.TemporaryDirectory() as base:
-        server = ComfyServer(comfy, Path(base))
-        server.start()
-        try:
-            object_info = server.get_json("/object_info")
-        finally:
-            server.stop()
+    object_info = fetch_object_info()
     DOCS.mkdir(parents=True, exist_ok=True)
     for name in pack_nodes(object_info):
         (DOCS / f"{name}.md").write_text(render(object_info[name]))

@@ -8,16 +8,14 @@ It starts a real ComfyUI (as the tests do) for the node definitions;
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import conftest  # noqa: E402,F401  (``text2cinemagraph`` is this checkout, as in the tests)
-from comfy_harness import REPO, ComfyServer  # noqa: E402
+from comfy_harness import REPO, fetch_object_info  # noqa: E402
 from text2cinemagraph.nodes.workflow_format import api_to_ui  # noqa: E402
 
 
@@ -103,14 +101,7 @@ def as_template(ui: dict, name: str) -> dict:
 
 
 def main() -> None:
-    comfy = os.environ.get("T2C_COMFYUI", str(REPO / ".venv" / "comfyui"))
-    with tempfile.TemporaryDirectory() as base:
-        server = ComfyServer(comfy, Path(base))
-        server.start()
-        try:
-            object_info = server.get_json("/object_info")
-        finally:
-            server.stop()
+    object_info = fetch_object_info()
     for api_path in sorted((REPO / "workflows" / "api").glob("*.json")):
         name = api_path.stem
         ui = as_template(api_to_ui(json.loads(api_path.read_text()), object_info, bypassed=BYPASSED.get(name)), name)
