@@ -33,3 +33,21 @@ def encode(clip, text: str):
     tokens = clip.tokenize(text)
     cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
     return [[cond, {"pooled_output": pooled}]]
+
+
+def split_cond_uncond(model):
+    """A clone of ``model`` whose sampler evaluates cond and uncond in separate UNet calls, as
+    ComfyUI does when memory is short (each call keeps its list's position)."""
+    import comfy.samplers
+
+    split = model.clone()
+
+    def one_list_per_call(args):
+        cond, uncond = args["conds"]
+        x, sigma, model, options = args["input"], args["sigma"], args["model"], args["model_options"]
+        cond_out = comfy.samplers.calc_cond_batch(model, [cond, None], x, sigma, options)[0]
+        uncond_out = comfy.samplers.calc_cond_batch(model, [None, uncond], x, sigma, options)[1]
+        return [cond_out, uncond_out]
+
+    split.set_model_sampler_calc_cond_batch_function(one_list_per_call)
+    return split

@@ -19,7 +19,7 @@ makes is asserted to exceed 100 times the bound, so no mechanism can break silen
 import pytest
 import torch
 
-from comfy_inprocess import encode, tiny_checkpoint
+from comfy_inprocess import encode, split_cond_uncond, tiny_checkpoint
 from twin_reference import Release, alphas_cumprod, ddim_timesteps, reference_inversion, reference_twin_pass
 
 STEPS = 50  # the release's schedule: timesteps 981, 961, ..., 1
@@ -97,19 +97,8 @@ def test_node_equals_the_release_reference(tiny, baseline, case):
 def test_split_cond_uncond_calls_give_the_same_twins(tiny):
     """ComfyUI evaluates cond and uncond in separate UNet calls when memory is short; the fifth
     row then rides with the unconditional call."""
-    import comfy.samplers
-
     base = tiny[0]
-    split = base.clone()
-
-    def one_list_per_call(args):
-        cond, uncond = args["conds"]
-        x, sigma, model, options = args["input"], args["sigma"], args["model"], args["model_options"]
-        cond_out = comfy.samplers.calc_cond_batch(model, [cond, None], x, sigma, options)[0]
-        uncond_out = comfy.samplers.calc_cond_batch(model, [None, uncond], x, sigma, options)[1]
-        return [cond_out, uncond_out]
-
-    split.set_model_sampler_calc_cond_batch_function(one_list_per_call)
+    split = split_cond_uncond(base)
     ours, theirs = node_run(tiny, (0.5, 0.8, True), model=split), reference_run(tiny, Release())
     assert max(differences(ours, theirs)) < LATENT_TOL
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfy_inprocess import encode, tiny_checkpoint
+from comfy_inprocess import encode, split_cond_uncond, tiny_checkpoint
 
 STEPS = 5  # ddim_uniform gives exactly 5 steps (6 would give 7)
 LATENT = {"samples": torch.zeros(1, 4, 16, 16)}  # 128 px; attention maps recorded at 8x8
@@ -114,8 +114,6 @@ def test_injection_makes_the_twins_structurally_closer(tiny):
 
 
 def test_recorded_maps_are_proper_averages_and_split_calls_agree(tiny):
-    import comfy.samplers
-
     _, _, maps = twins(tiny)
     tokens = 8 * 8
     assert maps.grid == (8, 8) and maps.self_attention.shape == (tokens, tokens)
@@ -125,16 +123,7 @@ def test_recorded_maps_are_proper_averages_and_split_calls_agree(tiny):
     assert maps.self_samples % 10 == 0  # (recorded steps) x 5 blocks x 2 guidance halves
 
     base, _, _ = tiny
-    split = base.clone()
-
-    def one_list_per_call(args):
-        cond, uncond = args["conds"]
-        x, sigma, model, options = args["input"], args["sigma"], args["model"], args["model_options"]
-        cond_out = comfy.samplers.calc_cond_batch(model, [cond, None], x, sigma, options)[0]
-        uncond_out = comfy.samplers.calc_cond_batch(model, [None, uncond], x, sigma, options)[1]
-        return [cond_out, uncond_out]
-
-    split.set_model_sampler_calc_cond_batch_function(one_list_per_call)
+    split = split_cond_uncond(base)
     _, _, split_maps = twins(tiny, model=split)
     assert split_maps.self_samples == maps.self_samples
     assert torch.allclose(split_maps.self_attention, maps.self_attention, atol=1e-5)
