@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-
 from ..kernels import Motion, euler_integrate
 from .networks import network_choices, network_on
 from .stages.directions import DIRECTION_SECTORS, REGION_KINDS, apply_motion_hint
 from .stages.frames import check_picture, render_pixel_frames
 from .stages.inputs import single_picture
+from .stages.memory import check_integration_memory, check_render_memory
+from .stages.networks.frame_net import FrameNetConfig
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb, procedural_flow
 from ._comfy import CATEGORY, compute_device, progress_callback
 
@@ -204,16 +204,8 @@ class EulerIntegrate:
         }
 
     def integrate(self, flow, frames):
-        from ..kernels.integrate import motion_bytes
-        from .stages.memory import require_memory
-
         device = compute_device()
-        height, width = flow.shape[-2:]
-        moving = int((flow != 0).any(dim=0).sum()) if flow.ndim == 3 else 0
-        need = motion_bytes(moving, frames, height, width)
-        require_memory(2 * need, device, "frames", f"the motion of {frames} frames at {width}x{height}")
-        if torch.device(device).type != "cpu":
-            require_memory(need, "cpu", "frames", f"the motion of {frames} frames at {width}x{height}")
+        check_integration_memory(flow, frames, device)
         motion = euler_integrate(flow.to(device), frames, progress=progress_callback(2 * frames))
         return (motion.to("cpu"),)  # kept compactly in RAM between prompts, not on the GPU
 
@@ -262,17 +254,9 @@ class SymmetricSplatFrameGen:
         return True
 
     def render(self, image, motion: Motion, method, frame_model=None):
-        from .stages.memory import render_bytes, require_memory
-
         picture = check_picture(image, motion)
-        height, width, channels = picture.shape
-        frames, moving = motion.num_frames, motion.sources.numel()
-        batch = frames * height * width * channels * 4
-        what = f"the IMAGE batch of {frames} frames at {width}x{height}"
-        require_memory(batch, "cpu", "frames", what)
-        carried = 65 if method == "learned" else channels
-        require_memory(render_bytes(height * width, moving, carried), compute_device(), "frames",
-                       f"rendering {frames} frames at {width}x{height}")
+        carried = FrameNetConfig.feature_channels + 1 if method == "learned" else picture.shape[-1]  # + Z
+        check_render_memory(tuple(picture.shape), motion.num_frames, motion.sources.numel(), carried, compute_device())
         progress = progress_callback(motion.num_frames)
         if method == "learned":
             from .stages.learned_frames import render_learned_frames

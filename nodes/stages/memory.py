@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from ...kernels.errors import InputError
+from ...kernels.integrate import motion_bytes
 
 GIB = 1024**3
 BYTES_PER_SOURCE = 200  # plan and accumulator buffers per moving pixel (two copies), beyond its values
@@ -37,3 +39,26 @@ def require_memory(needed: int, device, input_name: str, what: str) -> None:
             f"{what} needs about {needed / GIB:.1f} GiB of {kind} but only {free / GIB:.1f} GiB is available; "
             "use fewer frames or a smaller picture",
         )
+
+
+def check_integration_memory(flow: Tensor, frames: int, device) -> None:
+    """Refuse (naming ``frames``) an integration of ``flow [2, H, W]`` whose motion cannot fit: twice
+    the motion while it is built on ``device``, and the motion itself in RAM, where it is kept."""
+    height, width = flow.shape[-2:]
+    moving = int((flow != 0).any(dim=0).sum()) if flow.ndim == 3 else 0
+    need = motion_bytes(moving, frames, height, width)
+    what = f"the motion of {frames} frames at {width}x{height}"
+    require_memory(2 * need, device, "frames", what)
+    if torch.device(device).type != "cpu":
+        require_memory(need, "cpu", "frames", what)
+
+
+def check_render_memory(picture_shape: tuple[int, int, int], frames: int, moving: int, carried: int, device) -> None:
+    """Refuse (naming ``frames``) a render of ``frames`` frames of an ``[H, W, C]`` picture whose
+    IMAGE batch cannot fit in RAM, or whose working memory (``carried`` channels splatted for
+    ``moving`` pixels) cannot fit on ``device``."""
+    height, width, channels = picture_shape
+    batch = frames * height * width * channels * 4
+    require_memory(batch, "cpu", "frames", f"the IMAGE batch of {frames} frames at {width}x{height}")
+    require_memory(render_bytes(height * width, moving, carried), device, "frames",
+                   f"rendering {frames} frames at {width}x{height}")
