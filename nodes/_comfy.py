@@ -75,17 +75,16 @@ def compute_device() -> torch.device:
 # --- files: outputs and model folders -----------------------------------------------------
 
 
-def output_target(filename_prefix: str, width: int, height: int) -> tuple[str, str, str]:
-    """``(folder, file stem, subfolder)`` for the next numbered output file.
+def output_target(filename_prefix: str, width: int, height: int, kind: str = "output") -> tuple[str, str, str]:
+    """``(folder, file stem, subfolder)`` for the next numbered file in ComfyUI's ``kind``
+    (``"output"`` or ``"temp"``) folder.
 
-    Uses ComfyUI's own numbering, which refuses prefixes leading outside the
-    output folder.
+    Uses ComfyUI's own numbering, which refuses prefixes leading outside that folder.
     """
     import folder_paths
 
-    folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(
-        filename_prefix, folder_paths.get_output_directory(), width, height
-    )
+    root = folder_paths.get_temp_directory() if kind == "temp" else folder_paths.get_output_directory()
+    folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, root, width, height)
     return folder, f"{stem}_{counter:05}_", subfolder
 
 

@@ -9,7 +9,7 @@ from .motion import FLOW_METHODS
 from .networks import network_choices, network_on
 from .stages.drawn_motion import SCHEMA_VERSION, WIDGET, draw_arrows, drawn_direction_flow, drawn_flow, parse_drawing
 from .stages.files import atomic_write
-from .stages.inputs import require_finite, single_picture
+from .stages.inputs import single_picture
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb
 from ._comfy import CATEGORY
 
@@ -119,25 +119,19 @@ class MotionBrush:
 def _single_mask(mask, height: int, width: int):
     from .stages.inputs import check_masks
 
-    masks = mask.float().cpu()
-    require_finite(masks, "mask", "a mask")
-    return check_masks(masks, height, width).any(dim=0)
+    return check_masks(mask.float().cpu(), height, width).any(dim=0)
 
 
 def save_temp_picture(picture) -> dict:
     """The picture as a PNG in ComfyUI's temp folder; the ``/view`` entry the widget loads it from."""
-    import folder_paths
-    import numpy as np
     from PIL import Image
 
+    from .stages.video import frame_to_uint8
+    from ._comfy import output_target
+
     height, width = picture.shape[:2]
-    folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(
-        "t2c_motion_brush", folder_paths.get_temp_directory(), width, height
-    )
-    name = f"{stem}_{counter:05}_.png"
-    pixels = (picture[..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
-    if pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
+    folder, stem, subfolder = output_target("t2c_motion_brush", width, height, kind="temp")
+    name = f"{stem}.png"
     with atomic_write(os.path.join(folder, name)) as temporary:
-        Image.fromarray(pixels).save(temporary, format="PNG", compress_level=1)
+        Image.fromarray(frame_to_uint8(picture, 0)).save(temporary, format="PNG", compress_level=1)
     return {"filename": name, "subfolder": subfolder, "type": "temp"}

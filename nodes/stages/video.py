@@ -73,7 +73,7 @@ FORMATS: dict[str, VideoFormat] = {
 # ---------------------------------------------------------------- frames in
 
 
-def _frame_to_uint8(frame: Tensor, index: int) -> np.ndarray:
+def frame_to_uint8(frame: Tensor, index: int) -> np.ndarray:
     """One IMAGE frame ``[H, W, C]`` float in ``[0, 1]`` -> ``[H, W, 3]`` uint8 RGB."""
     if not torch.isfinite(frame).all():
         raise InputError("frames", f"frame {index} contains NaN or infinite values")
@@ -110,7 +110,7 @@ def _uint8_frames(chunks: Iterable[Tensor], size: tuple[int, int]) -> Iterator[n
     for chunk in chunks:
         _check_chunk(chunk, size)
         for frame in chunk:
-            yield _frame_to_uint8(frame, index)
+            yield frame_to_uint8(frame, index)
             index += 1
 
 
@@ -143,7 +143,7 @@ def _palette_sample(first: Tensor, max_frames: int = 16, max_pixels: int = 1_000
     picks = first[:: max(1, len(first) // max_frames)][:max_frames]
     height, width = first.shape[1:3]
     stride = max(1, int(np.ceil(np.sqrt(len(picks) * height * width / max_pixels))))
-    return np.stack([_frame_to_uint8(f[::stride, ::stride], i) for i, f in enumerate(picks)])
+    return np.stack([frame_to_uint8(f[::stride, ::stride], i) for i, f in enumerate(picks)])
 
 
 def _counted(frames: Iterator[np.ndarray], total: int, progress: Optional[ProgressFn]) -> Iterator[np.ndarray]:
