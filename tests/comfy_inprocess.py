@@ -51,3 +51,12 @@ def split_cond_uncond(model):
 
     split.set_model_sampler_calc_cond_batch_function(one_list_per_call)
     return split
+
+
+def twin_prompts(clip) -> dict:
+    """The encoded prompts of the twin tests: an artistic prompt, its natural twin and the empty one."""
+    return {
+        "artistic": encode(clip, "a river between hills in the style of van gogh"),
+        "natural": encode(clip, "river, hills, nature, bright, realistic, photography, 4k, 8k"),
+        "empty": encode(clip, ""),
+    }

@@ -19,7 +19,7 @@ makes is asserted to exceed 100 times the bound, so no mechanism can break silen
 import pytest
 import torch
 
-from comfy_inprocess import encode, split_cond_uncond, tiny_checkpoint
+from comfy_inprocess import split_cond_uncond, tiny_checkpoint, twin_prompts
 from twin_reference import Release, alphas_cumprod, ddim_timesteps, reference_inversion, reference_twin_pass
 
 STEPS = 50  # the release's schedule: timesteps 981, 961, ..., 1
@@ -42,11 +42,7 @@ NOTHING = Release(qk_until=None, residual_until=None, negative_schedule=False)
 @pytest.fixture(scope="module")
 def tiny():
     model, clip = tiny_checkpoint(0)
-    prompts = {
-        "artistic": encode(clip, "a river between hills in the style of van gogh"),
-        "natural": encode(clip, "river, hills, nature, bright, realistic, photography, 4k, 8k"),
-        "empty": encode(clip, ""),
-    }
+    prompts = twin_prompts(clip)
     noise = torch.randn(1, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(SEED))
     # the reference runs on its own copy of the same seeded weights: ComfyUI patches the weights
     # of the modules it loads (LoRAs) in place, and that copy is never loaded by ComfyUI

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfy_inprocess import encode, split_cond_uncond, tiny_checkpoint
+from comfy_inprocess import encode, split_cond_uncond, tiny_checkpoint, twin_prompts
 
 STEPS = 5  # ddim_uniform gives exactly 5 steps (6 would give 7)
 LATENT = {"samples": torch.zeros(1, 4, 16, 16)}  # 128 px; attention maps recorded at 8x8
@@ -12,11 +12,7 @@ LATENT = {"samples": torch.zeros(1, 4, 16, 16)}  # 128 px; attention maps record
 @pytest.fixture(scope="module")
 def tiny():
     model, clip = tiny_checkpoint(0)
-    prompts = {
-        "artistic": encode(clip, "a river between hills in the style of van gogh"),
-        "natural": encode(clip, "river, hills, nature, bright, realistic, photography, 4k, 8k"),
-        "negative": encode(clip, ""),
-    }
+    prompts = twin_prompts(clip)
     return model, clip, prompts
 
 
@@ -24,7 +20,7 @@ def twins(tiny, attention=0.5, residual=0.8, negative_schedule=True, model=None,
     from text2cinemagraph.nodes.twin import sample_twins
 
     base, _, p = tiny
-    return sample_twins(model or base, p["artistic"], p["natural"], p["negative"], latent, seed, STEPS,
+    return sample_twins(model or base, p["artistic"], p["natural"], p["empty"], latent, seed, STEPS,
                         5.0, 7.5, attention, residual, negative_schedule)
 
 
@@ -41,7 +37,7 @@ def plain(tiny, prompt, cfg, seed=3):
     latent = LATENT["samples"]
     noise = release_start(comfy.sample.prepare_noise(latent, seed), float(sigmas[0]))
     return comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.sampler_object("euler"), sigmas,
-                                      p[prompt], p["negative"], latent, seed=seed)
+                                      p[prompt], p["empty"], latent, seed=seed)
 
 
 def test_without_injection_the_twins_equal_two_plain_runs(tiny):
