@@ -36,6 +36,7 @@ from .warp import bilinear_weights, neighbour_table
 ProgressFn = Callable[[int, int], None]
 
 
+FRAME_BYTES = 8  # stored bytes per moving pixel and frame: int16 (x, y), forward and backward
 MIN_QUANTUM_BITS = 8  # trajectories are stored as int16 when 2^-8 px (or finer) covers their range
 
 
@@ -118,9 +119,12 @@ class Motion:
         return x.to(self.flow.dtype), y.to(self.flow.dtype)
 
 
-def motion_bytes(moving_pixels: int, num_frames: int, height: int, width: int) -> int:
-    """Bytes of the :class:`Motion` of ``moving_pixels`` sources over ``num_frames`` (int16 storage)."""
-    return moving_pixels * (8 + 8 * (num_frames + 1)) + 8 * height * width
+def motion_bytes(moving_pixels: int, num_frames: int, height: int, width: int,
+                 stored_frames: Optional[int] = None) -> int:
+    """Bytes of the :class:`Motion` of ``moving_pixels`` sources over ``num_frames`` (int16 storage),
+    storing ``stored_frames`` frames (default: all ``N + 1``)."""
+    stored = num_frames + 1 if stored_frames is None else stored_frames
+    return moving_pixels * (8 + FRAME_BYTES * stored) + 8 * height * width
 
 
 CHECK_EVERY = 8  # steps between full checks for points that may leave the frame
@@ -278,13 +282,12 @@ class _Trajectories:
     grid); :meth:`keep_outside_` makes sure none that ended outside moves in.
     """
 
-    def __init__(self, loop: int, frames: tuple[int, int], count: int, quantum: float, device, reverse: bool):
+    def __init__(self, loop: int, frames: range, count: int, quantum: float, device, reverse: bool):
         dtype = torch.int16 if quantum < 1.0 else torch.float32
-        first, last = frames
-        self.stored = torch.empty((last - first + 1, 2, count), dtype=dtype, device=device)
-        self.quantum, self.loop, self.first, self.reverse = quantum, loop, first, reverse
+        self.stored = torch.empty((len(frames), 2, count), dtype=dtype, device=device)
+        self.quantum, self.loop, self.first, self.reverse = quantum, loop, frames.start, reverse
         # Steps to integrate: frame n is k = n steps forward, or N - n steps backward.
-        self.steps = loop - first if reverse else last
+        self.steps = loop - frames.start if reverse else frames.stop - 1
         self.scratch = torch.empty((2, min(count, CHUNK_POINTS)), device=device)
         self.exact_end: Optional[Tensor] = torch.empty((2, count), device=device)  # float32 F at step N
 
@@ -334,7 +337,7 @@ def euler_integrate(
     flow: Tensor,
     num_frames: int,
     progress: Optional[ProgressFn] = None,
-    frames: Optional[tuple[int, int]] = None,
+    frames: Optional[range] = None,
 ) -> Motion:
     """Forward and backward cumulative displacements for a loop of ``num_frames``.
 
@@ -343,8 +346,10 @@ def euler_integrate(
         num_frames: ``N >= 1``; frame ``N`` of the loop equals frame 0.
         progress: ``progress(done, total)`` as the integration advances (``total``: the steps of
             both passes, ``2 N`` for the whole loop).
-        frames: ``(first, last)``: store only these frames (default ``(0, N)``), so
-            that a long loop can be rendered in parts with less memory.
+        frames: store only these consecutive frames (default ``range(N + 1)``), so
+            that a long loop can be rendered in parts with less memory. An empty
+            range integrates nothing: the motion then only names its sources and
+            the render integrates the frames it needs (:func:`motion_parts`).
 
     Returns:
         The :class:`Motion` of the pixels with non-zero flow, on the flow's device.
@@ -365,17 +370,16 @@ def euler_integrate(
     count = sources.shape[0]
     ys, xs = torch.div(sources, width, rounding_mode="floor"), sources % width
     start = torch.stack((xs, ys)).to(flow.dtype)
-    first, last = frames if frames is not None else (0, num_frames)
-    if not 0 <= first <= last <= num_frames:
-        raise InputError("frames", f"the stored range {first}..{last} must lie within 0..{num_frames}")
+    frames = frames if frames is not None else range(num_frames + 1)
+    if frames.step != 1 or (len(frames) and not 0 <= frames.start < frames.stop <= num_frames + 1):
+        raise InputError("frames", f"the stored frames {frames} must be consecutive, within 0..{num_frames}")
     quantum = _quantum(flow, num_frames)
-    passes = [_Trajectories(num_frames, (first, last), count, quantum, flow.device, reverse)
-              for reverse in (False, True)]
+    passes = [_Trajectories(num_frames, frames, count, quantum, flow.device, reverse) for reverse in (False, True)]
 
     def motion() -> Motion:
-        return Motion(flow, sources, passes[0].stored, passes[1].stored, quantum, num_frames, first)
+        return Motion(flow, sources, passes[0].stored, passes[1].stored, quantum, num_frames, frames.start)
 
-    if count == 0:
+    if count == 0 or not frames:
         for trajectories in passes:
             trajectories.stored.zero_()
         return motion()

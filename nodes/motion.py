@@ -7,7 +7,13 @@ from .networks import network_choices, network_on
 from .stages.directions import DIRECTION_SECTORS, REGION_KINDS, apply_motion_hint
 from .stages.frames import check_picture, render_pixel_frames
 from .stages.inputs import single_picture
-from .stages.memory import check_integration_memory, check_render_memory
+from .stages.memory import (
+    KEPT_MOTION_SHARE,
+    RENDER_MOTION_SHARE,
+    check_integration_memory,
+    check_render_memory,
+    motion_part_frames,
+)
 from .stages.networks.frame_net import FrameNetConfig
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb, procedural_flow
 from ._comfy import CATEGORY, compute_device, progress_callback
@@ -178,7 +184,10 @@ class FlowPredictor:
 class EulerIntegrate:
     DESCRIPTION = (
         "Integrates the flow over the loop: where every moving pixel is in each frame, going forward from "
-        "the first frame and backward from the last (Holynski et al.). One pass, linear in the frame count."
+        "the first frame and backward from the last (Holynski et al.). One pass, linear in the frame count. "
+        "When these trajectories would take more than 1/16 of the memory of the frames themselves (a large "
+        "moving region), it only checks the flow, and SymmetricSplatFrameGen integrates the loop in parts "
+        "as it renders, so the workflow holds little more than its frames."
     )
     CATEGORY = CATEGORY
     FUNCTION = "integrate"
@@ -205,8 +214,11 @@ class EulerIntegrate:
 
     def integrate(self, flow, frames):
         device = compute_device()
-        check_integration_memory(flow, frames, device)
-        motion = euler_integrate(flow.to(device), frames, progress=progress_callback(2 * frames))
+        moving = int((flow != 0).any(dim=0).sum()) if flow.ndim == 3 else 0
+        whole = motion_part_frames(moving, (*flow.shape[-2:], 3), frames, KEPT_MOTION_SHARE) > frames
+        stored = None if whole else range(0)  # none: the render integrates in parts
+        check_integration_memory(flow, frames, device, None if whole else 0)
+        motion = euler_integrate(flow.to(device), frames, progress=progress_callback(2 * frames), frames=stored)
         return (motion.to("cpu"),)  # kept compactly in RAM between prompts, not on the GPU
 
 
@@ -256,11 +268,15 @@ class SymmetricSplatFrameGen:
     def render(self, image, motion: Motion, method, frame_model=None):
         picture = check_picture(image, motion)
         carried = FrameNetConfig.feature_channels + 1 if method == "learned" else picture.shape[-1]  # + Z
-        check_render_memory(tuple(picture.shape), motion.num_frames, motion.sources.numel(), carried, compute_device())
-        progress = progress_callback(motion.num_frames)
+        frames, moving = motion.num_frames, motion.sources.numel()
+        part_frames = motion_part_frames(moving, tuple(picture.shape), frames, RENDER_MOTION_SHARE)
+        integrated = 0 if len(motion.stored_frames) > frames else part_frames
+        check_render_memory(tuple(picture.shape), frames, moving, carried, compute_device(), integrated)
+        progress = progress_callback(frames)
         if method == "learned":
             from .stages.learned_frames import render_learned_frames
 
             with network_on(frame_model, "frame", "frame_model") as network:
-                return (render_learned_frames(picture, motion, network, progress=progress),)
-        return (render_pixel_frames(picture, motion, progress=progress, device=compute_device()),)
+                return (render_learned_frames(picture, motion, network, progress=progress, part_frames=part_frames),)
+        return (render_pixel_frames(picture, motion, progress=progress, device=compute_device(),
+                                    part_frames=part_frames),)

@@ -82,3 +82,30 @@ def test_the_nodes_refuse_a_loop_that_cannot_fit(monkeypatch):
     with pytest.raises(InputError) as error:
         motion_nodes.SymmetricSplatFrameGen().render(torch.rand(1, 64, 64, 3), motion, "pixel")
     assert error.value.input_name == "frames" and "8 frames at 64x64" in str(error.value)
+
+
+def test_the_nodes_leave_a_large_motion_to_the_render_which_integrates_it_in_parts(monkeypatch):
+    """A motion larger than 1/16 of the frames is not kept between nodes; the frames are unchanged."""
+    import torch
+    from comfy_inprocess import import_comfy
+
+    from text2cinemagraph.kernels import euler_integrate
+    from text2cinemagraph.nodes import motion as motion_nodes
+    from text2cinemagraph.nodes.stages import memory
+    from text2cinemagraph.nodes.stages.frames import render_pixel_frames
+
+    import_comfy()
+    monkeypatch.setattr(motion_nodes, "progress_callback", lambda total: None)
+    picture = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(1))
+    small, large = torch.zeros(2, 48, 48), torch.zeros(2, 48, 48)
+    small[0, 20:24, 20:24] = 0.7  # 16 of 2304 pixels: a few bytes a frame, kept whole
+    large[0, 8:40, 4:44], large[1, 8:40, 4:44] = 0.9, -0.4  # over half the picture: more than 1/16 of the frames
+    for flow, whole in ((small, True), (large, False)):
+        (motion,) = motion_nodes.EulerIntegrate().integrate(flow, 24)
+        assert len(motion.stored_frames) == (25 if whole else 0)
+        parts = []
+        original = memory.motion_part_frames
+        monkeypatch.setattr(motion_nodes, "motion_part_frames", lambda *a: parts.append(original(*a)) or parts[-1])
+        (frames,) = motion_nodes.SymmetricSplatFrameGen().render(picture, motion, "pixel")
+        assert (parts[0] > 24) == whole and 1 <= parts[0] <= 25
+        assert torch.equal(frames, render_pixel_frames(picture, euler_integrate(flow, 24)))

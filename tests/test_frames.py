@@ -195,8 +195,30 @@ def test_a_loop_streamed_in_parts_equals_the_whole_render():
     for parts in (2, 3):
         streamed = torch.cat(list(stream_pixel_frames(picture, flow, 15, chunk=4, parts=parts)))
         assert torch.equal(streamed, whole), parts
-    motion = euler_integrate(flow, 15, frames=(7, 12))
+    motion = euler_integrate(flow, 15, frames=range(7, 13))
     assert motion.forward_stored.shape[0] == 6 and motion.forward_stored.dtype == torch.int16
     full = euler_integrate(flow, 15)
     assert torch.equal(motion.forward_stored, full.forward_stored[7:13])
     assert torch.equal(motion.backward_stored, full.backward_stored[7:13])
+
+
+@pytest.mark.parametrize("stored", [range(0), range(7, 13), range(1, 4), range(0, 16)])
+@pytest.mark.parametrize("part_frames", [1, 4, None])
+def test_a_motion_that_stores_some_frames_renders_the_whole_loop(stored, part_frames):
+    """The render integrates the frames the motion lacks, in parts, and gets the whole motion's frames."""
+    picture = smooth_texture(64, 64, seed=9)
+    mask = torch.zeros(1, 64, 64)
+    mask[0, 20:64, 0:50] = 1.0  # pixels leave the frame
+    flow, _ = procedural_flow(mask, "downwards, right to left", 1.2, "generic", 3)
+    whole = render_pixel_frames(picture, euler_integrate(flow, 15))
+    partial = euler_integrate(flow, 15, frames=stored)
+    assert partial.forward_stored.shape[0] == len(stored)
+    assert torch.equal(render_pixel_frames(picture, partial, part_frames=part_frames), whole)
+
+
+def test_a_plan_of_a_partial_motion_refuses_frames_out_of_order():
+    flow, _ = procedural_flow(centre_mask(32, 8), "upwards", 0.8, "generic", 0)
+    plan = frames_module.RenderPlan(euler_integrate(flow, 10, frames=range(0)), "cpu", part_frames=3)
+    plan.positions(5)
+    with pytest.raises(ValueError, match="out of order"):
+        plan.positions(2)

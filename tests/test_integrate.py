@@ -72,6 +72,9 @@ def test_rejects_bad_flow_and_frames():
     assert error.value.input_name == "frames"
     with pytest.raises(InputError, match="frames"):
         euler_integrate(flow, -3)
+    for stored in (range(0, 6), range(2, 4, 2), range(-1, 3)):  # beyond frame 4; not consecutive; before 0
+        with pytest.raises(InputError, match="stored frames"):
+            euler_integrate(flow, 4, frames=stored)
     broken = flow.clone()
     broken[0, 5, 5] = float("nan")
     with pytest.raises(InputError) as error:

@@ -159,3 +159,10 @@ def test_splat_frames_node_learned_method(models_dir, network):  # noqa: F811
     assert frames.shape == (3, 64, 64, 3) and torch.equal(frames[0], picture)
     (pixels,) = node.render(picture[None], motion, "pixel")
     assert pixels.shape == frames.shape
+
+
+def test_a_motion_integrated_in_parts_by_the_render_gives_the_same_frames(network):
+    picture, motion = scene(frames=9)
+    partial = euler_integrate(motion.flow, 9, frames=range(0))
+    assert torch.equal(render_learned_frames(picture, partial, network, part_frames=2),
+                       render_learned_frames(picture, motion, network))

@@ -24,7 +24,7 @@ A render has three parts, and a frame passes through them in this order:
 
 Every pixel outside the region is the picture's pixel, bit for bit, and
 frame 0 is the picture. :func:`frame_chunks` yields the frames a few at a
-time (bounded memory); :func:`render_frames` fills one ``[N, H, W, C]`` batch.
+time (bounded memory); :func:`render_pixel_frames` fills one ``[N, H, W, C]`` batch.
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ class RenderPlan:
     """Everything a render needs that does not change from frame to frame.
 
     Attributes:
-        motion: the :class:`Motion` on the plan's device.
+        motion: the part of the :class:`Motion` (or the whole) that stores the
+            frame last asked of :meth:`positions`, on the plan's device.
+        num_frames: ``N``, the loop's length.
         region: ``[H, W]`` bool, :func:`animated_region`.
         rows, cols: the window, in picture pixels.
         inside: ``[h * w]`` bool, the region within the window (row-major).
@@ -101,9 +103,10 @@ class RenderPlan:
             the backward copies, for the frame last asked of :meth:`positions`.
     """
 
-    def __init__(self, motion: Motion, device, margin: int = 0, multiple: int = 1):
+    def __init__(self, motion: Motion, device, margin: int = 0, multiple: int = 1,
+                 part_frames: Optional[int] = None):
         self.device = torch.device(device)
-        self.motion = motion = motion.to(self.device)
+        motion = motion.to(self.device)
         self.region = animated_region(motion)
         height, width = self.region.shape
         ys, xs = torch.nonzero(self.region, as_tuple=True)
@@ -120,16 +123,22 @@ class RenderPlan:
         self.origin = torch.stack((torch.cat((x0, x0)), torch.cat((y0, y0))))
         self.position = torch.empty_like(self.origin)
         self.high = torch.tensor([[self.shape[1] - 1.0], [self.shape[0] - 1.0]], device=self.device)
-        first, last = motion.stored_frames[0], motion.stored_frames[-1]
-        ends = motion.displacements(last, self.device)[0], motion.displacements(first, self.device)[1]
-        self.exits = [
-            self._exits(motion.forward_stored, ends[0], x0, y0, 0, True),
-            self._exits(motion.backward_stored, ends[1], x0, y0, count, False),
-        ]
+        self.num_frames = motion.num_frames
+        self.parts = motion_parts(motion, range(1, self.num_frames), part_frames or self.num_frames, self.device)
+        self.motion: Optional[Motion] = None  # the part that holds the frame last asked of positions()
+        self.exits: list[Optional[_Exits]] = []
 
-    @property
-    def num_frames(self) -> int:
-        return self.motion.num_frames
+    def _load(self, part: Motion) -> None:
+        """Take the trajectories of the frames ``part`` stores (the same flow's motion, in part or whole)."""
+        self.motion, self.exits = part.to(self.device), [None, None]
+        part = self.motion
+        first, last = part.stored_frames[0], part.stored_frames[-1]
+        ends = part.displacements(last, self.device)[0], part.displacements(first, self.device)[1]
+        x0, y0 = self.origin[0, : self.count], self.origin[1, : self.count]
+        self.exits = [
+            self._exits(part.forward_stored, ends[0], x0, y0, 0, True),
+            self._exits(part.backward_stored, ends[1], x0, y0, self.count, False),
+        ]
 
     def window(self, picture: Tensor) -> Tensor:
         """``[C, h * w]``: the window of an ``[H, W, C]`` picture, channels first."""
@@ -172,10 +181,21 @@ class RenderPlan:
     def positions(self, n: int) -> tuple[float, list[Tensor]]:
         """Fill :attr:`position` for frame ``n``; returns ``(alpha, dropped)``.
 
+        Frames the motion does not store are integrated ``part_frames`` at a time
+        (default: all at once) when first asked for (:func:`motion_parts`); a
+        plan whose motion is not whole must be asked for frames in increasing order.
         ``dropped`` lists the sources outside the window in this frame (outside
         the picture, so the splat drops them); their positions are parked
         inside the window, so an accumulator must give them no weight.
         """
+        if self.motion is None or n not in self.motion.stored_frames:
+            self.motion, self.exits = None, []  # the part before is freed before the next is integrated
+            part = next(self.parts, None)
+            while part is not None and part.stored_frames.stop <= n:
+                part = next(self.parts, None)
+            if part is None or n not in part.stored_frames:
+                raise ValueError(f"frame {n} asked out of order, or outside 1..{self.num_frames - 1}")
+            self._load(part)
         count, position = self.count, self.position
         forward, backward = self.motion.displacements(n, self.device)
         torch.add(self.origin[:, :count], forward, out=position[:, :count])
@@ -400,6 +420,27 @@ def _write_frame(out: Tensor, picture: Tensor, plan: RenderPlan, window: Optiona
     out[rows, cols] = window.view(-1, *plan.shape).permute(1, 2, 0).to(out.device)
 
 
+def motion_parts(motion: Motion, frames: range, part_frames: int, device) -> Iterator[Motion]:
+    """Motions of ``motion``'s flow that together store every frame of ``frames``, in order.
+
+    Frames ``motion`` stores come from it; the others are integrated from its
+    flow on ``device``, at most ``part_frames`` at a time, so that one part's
+    trajectories are held at once (each part costs its frames' steps again,
+    counted from the loop's ends).
+    """
+    stored, n = motion.stored_frames, frames.start
+    while n < frames.stop:
+        if n in stored:
+            yield motion
+            n = stored.stop
+            continue
+        stop = min(frames.stop, n + max(part_frames, 1))
+        if stored and n < stored.start:
+            stop = min(stop, stored.start)
+        yield euler_integrate(motion.flow.to(device), motion.num_frames, frames=range(n, stop))
+        n = stop
+
+
 def frame_chunks(
     picture: Tensor,
     plan: Optional[RenderPlan],
@@ -408,19 +449,17 @@ def frame_chunks(
     chunk: int,
     progress: Optional[ProgressFn] = None,
     out: Optional[Tensor] = None,
-    frames: Optional[range] = None,
 ) -> Iterator[Tensor]:
-    """Yield the ``N`` frames (or those in ``frames``) as ``[k, H, W, C]`` CPU chunks of at most ``chunk``.
+    """Yield the ``N`` frames as ``[k, H, W, C]`` CPU chunks of at most ``chunk``.
 
     ``plan`` is ``None`` when nothing moves (every frame is the picture).
     With ``out`` (``[N, H, W, C]``) the chunks are views into it; otherwise
     each is freshly allocated. ``progress(n + 1, N)`` after frame ``n``.
     """
     total = plan.num_frames if plan is not None else out.shape[0]
-    frames = frames if frames is not None else range(total)
     height, width, channels = picture.shape
-    for first in range(frames.start, frames.stop, chunk):
-        last = min(first + chunk, frames.stop)
+    for first in range(0, total, chunk):
+        last = min(first + chunk, total)
         batch = out[first:last] if out is not None else torch.empty((last - first, height, width, channels))
         for n in range(first, last):
             window = None
@@ -443,16 +482,15 @@ def pixel_frame_chunks(
     device=None,
     accumulator: Optional[type] = None,
     out: Optional[Tensor] = None,
+    part_frames: Optional[int] = None,
 ) -> Iterator[Tensor]:
-    """The pixel method's frames, ``chunk`` at a time (see :func:`render_pixel_frames`): all ``N``,
-    or the motion's stored frames when it holds only some (``euler_integrate(..., frames=...)``)."""
+    """The pixel method's frames, ``chunk`` at a time (see :func:`render_pixel_frames`)."""
     picture = check_picture(image, motion).float().cpu()
     if motion.sources.numel() == 0:
         if out is None:
             out = torch.empty((motion.num_frames, *picture.shape))
-        return frame_chunks(picture, None, None, lambda accum: None, chunk, progress, out,
-                            range(motion.num_frames))
-    plan = RenderPlan(motion, device if device is not None else motion.flow.device)
+        return frame_chunks(picture, None, None, lambda accum: None, chunk, progress, out)
+    plan = RenderPlan(motion, device if device is not None else motion.flow.device, part_frames=part_frames)
     window = plan.window(picture.to(plan.device))
     carried = torch.cat((window, window.new_ones((1, window.shape[1]))))
     if importance is not None:
@@ -460,9 +498,7 @@ def pixel_frame_chunks(
         weight = torch.exp(z - z.max())[plan.rows, plan.cols].reshape(1, -1)
         carried = torch.cat((window * weight, weight))
     accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
-    stored = motion.stored_frames
-    frames = range(stored.start, min(stored.stop, motion.num_frames))
-    return frame_chunks(picture, plan, accum, PixelFinisher(plan, window), chunk, progress, out, frames)
+    return frame_chunks(picture, plan, accum, PixelFinisher(plan, window), chunk, progress, out)
 
 
 def stream_pixel_frames(
@@ -476,17 +512,13 @@ def stream_pixel_frames(
 ) -> Iterator[Tensor]:
     """Integrate and render a loop in ``parts`` runs of consecutive frames, ``chunk`` frames at a time.
 
-    Each part stores only its own frames' trajectories, so the motion takes
-    ``1 / parts`` of the memory of a whole loop's, for ``(parts + 1) / 2``
-    times the integration work. The frames equal :func:`render_pixel_frames`'s.
+    Only one part's trajectories are held at once: ``1 / parts`` of the memory
+    of a whole loop's, for about ``(parts + 1) / 2`` times the integration work.
+    The frames equal :func:`render_pixel_frames`'s.
     """
-    bounds = [round(i * num_frames / parts) for i in range(parts + 1)]
-    for first, stop in zip(bounds[:-1], bounds[1:]):
-        if stop <= first:
-            continue
-        motion = euler_integrate(flow.to(device), num_frames, frames=(first, stop - 1))
-        yield from pixel_frame_chunks(image, motion, progress=progress, chunk=chunk, device=device)
-        del motion
+    motion = euler_integrate(flow.to(device), num_frames, frames=range(0))
+    part_frames = -(-num_frames // max(parts, 1))
+    return pixel_frame_chunks(image, motion, progress=progress, chunk=chunk, device=device, part_frames=part_frames)
 
 
 def render_pixel_frames(
@@ -496,6 +528,7 @@ def render_pixel_frames(
     progress: Optional[ProgressFn] = None,
     device=None,
     accumulator: Optional[type] = None,
+    part_frames: Optional[int] = None,
 ) -> Tensor:
     """Render the ``N`` frames of the loop by symmetric softmax splatting of pixels.
 
@@ -507,12 +540,15 @@ def render_pixel_frames(
         progress: ``progress(done, N)`` after each frame; may raise to stop.
         device: where to splat (default: the motion's device).
         accumulator: an accumulator class (default: :func:`make_accumulator`'s choice).
+        part_frames: frames whose trajectories are integrated at once when the
+            motion does not store them all (see :func:`frame_chunks`).
 
     Returns:
         ``[N, H, W, C]`` float32 CPU frames; frame 0 is the picture.
     """
     picture = check_picture(image, motion)
     out = torch.empty((motion.num_frames, *picture.shape))
-    for _ in pixel_frame_chunks(picture, motion, importance, progress, motion.num_frames, device, accumulator, out):
+    for _ in pixel_frame_chunks(picture, motion, importance, progress, motion.num_frames, device, accumulator, out,
+                                part_frames):
         pass
     return out

@@ -90,6 +90,7 @@ def render_learned_frames(
     crop: bool = True,
     band: int = CORRECTION_BAND,
     accumulator: Optional[type] = None,
+    part_frames: Optional[int] = None,
 ) -> Tensor:
     """Render the ``N`` frames of the loop with G_frame.
 
@@ -104,6 +105,8 @@ def render_learned_frames(
         crop: decode only the window around the animated region.
         band: width of that edge band in pixels.
         accumulator: an accumulator class of :mod:`.frames` (default: the device's).
+        part_frames: frames whose trajectories are integrated at once when the
+            motion does not store them all (:class:`.frames.RenderPlan`).
 
     Returns:
         ``[N, H, W, C]`` float32 frames; frame 0 is the picture, pixels outside the
@@ -117,7 +120,7 @@ def render_learned_frames(
     device = next(network.parameters()).device
     height, width = picture.shape[:2]
     margin = DECODER_MARGIN if crop else max(height, width)
-    plan = RenderPlan(motion, device, margin=margin, multiple=network.config.multiple)
+    plan = RenderPlan(motion, device, margin=margin, multiple=network.config.multiple, part_frames=part_frames)
     colour = picture[..., :3] if picture.shape[-1] >= 3 else picture.expand(-1, -1, 3)
     with torch.inference_mode():
         carried = _encode(network, colour, plan)
