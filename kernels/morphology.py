@@ -15,7 +15,10 @@ def dilate(region: Tensor, radius: int) -> Tensor:
     """``[H, W]`` bool dilated by a ``(2r+1)^2`` square."""
     if radius <= 0:
         return region
-    grown = F.max_pool2d(region.float()[None, None], 2 * radius + 1, stride=1, padding=radius)
+    size = 2 * radius + 1
+    # A square's maximum is the maximum along rows of the maximum along columns (exact for 0/1).
+    grown = F.max_pool2d(region.float()[None, None], (size, 1), stride=1, padding=(radius, 0))
+    grown = F.max_pool2d(grown, (1, size), stride=1, padding=(0, radius))
     return grown[0, 0] > 0
 
 

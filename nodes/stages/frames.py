@@ -61,7 +61,8 @@ def animated_region(motion: Motion) -> Tensor:
     support[motion.sources] = True
     if motion.sources.numel() == 0:
         return support.view(motion.height, motion.width)
-    return dilate(support.view(motion.height, motion.width), math.ceil(float(motion.flow.norm(dim=0).max())) + 2)
+    speed = float(torch.hypot(*motion.flow.double()).max())  # norm(dim=0) is 70x slower here
+    return dilate(support.view(motion.height, motion.width), math.ceil(speed) + 2)
 
 
 def check_picture(image: Tensor, motion: Motion) -> Tensor:
@@ -258,11 +259,15 @@ class PairedAccumulator:
         values = still.new_zeros((2 * pairs, plan.count))
         values[:channels] = carried[:, plan.sources]
         self.values = self._pack(values.repeat(1, 2))  # forward copies, then backward copies
-        total, device = 2 * plan.count, carried.device
-        self.slices = [slice(first, min(first + SLICE, total)) for first in range(0, total, SLICE)]
-        part = min(total, SLICE)
+        count, device = plan.count, carried.device
+        total = 2 * count
+        # Forward copies, then backward copies, SLICE at a time (a slice holds copies of one kind).
+        self.slices = [slice(first, min(first + SLICE, end)) for start, end in ((0, count), (count, total))
+                       for first in range(start, end, SLICE)]
+        part = min(count, SLICE)
         self.lower = torch.empty((2, part), device=device)
         self.fractions = torch.empty((2, 2, part), device=device)
+        self.unscaled = torch.empty((4, part), device=device)
         self.cell = torch.empty((2, part), dtype=torch.long, device=device)
         self.contributions = torch.empty((pairs, part), dtype=torch.complex64, device=device)
         # Corner weights as complex numbers with imaginary part 0, written through their real view.
@@ -287,15 +292,13 @@ class PairedAccumulator:
         return torch.view_as_real(self.accum)[c // 2, :, c % 2]
 
     def accumulate(self, plan: RenderPlan, alpha: float, dropped: list[Tensor]) -> None:
-        count = plan.count
         for part in self.slices:  # temporaries for a slice of the sources at a time
             size = part.stop - part.start
-            lower, cell = self.lower[:, :size], self.cell[:, :size]
-            bilinear_weights(plan.position[:, part], lower, self.fractions[:, :, :size], self.weight[:, part])
+            lower, cell, unscaled = self.lower[:, :size], self.cell[:, :size], self.unscaled[:, :size]
+            bilinear_weights(plan.position[:, part], lower, self.fractions[:, :, :size], unscaled)
+            torch.mul(unscaled, alpha if part.start < plan.count else 1.0 - alpha, out=self.weight[:, part])
             cell.copy_(lower)
             torch.add(cell[0], cell[1], alpha=plan.shape[1], out=self.index[part])
-        self.weight[:, :count].mul_(alpha)
-        self.weight[:, count:].mul_(1.0 - alpha)
         for indices in dropped:  # all four corners land in the padding row
             self.index.index_fill_(0, indices, self.trash)
         self.accum.copy_(self.still)
@@ -391,17 +394,21 @@ class PixelFinisher:
     def __init__(self, plan: RenderPlan, planar: Tensor):
         self.plan, self.planar = plan, planar  # [C, h * w] the picture's window
         self.colour = torch.empty_like(planar)
+        self.denominator = torch.empty_like(planar[0])
+        self.outside = None if bool(plan.inside.all()) else ~plan.inside
 
     def __call__(self, accum: Accumulator) -> Tensor:
-        """``[C, h * w]`` colours of the window."""
+        """``[C, h * w]`` colours of the window (a buffer reused by the next call)."""
         channels, pixels = self.planar.shape
         empty = fill_holes_(accum, channels, self.plan.shape)
-        denominator = accum.channel(channels)[:pixels].clamp_min(HOLE_WEIGHT)
+        torch.clamp_min(accum.channel(channels)[:pixels], HOLE_WEIGHT, out=self.denominator)
         for c in range(channels):
-            torch.div(accum.channel(c)[:pixels], denominator, out=self.colour[c])
+            torch.div(accum.channel(c)[:pixels], self.denominator, out=self.colour[c])
         if empty.numel():
             self.colour[:, empty] = self.planar[:, empty]
-        return torch.where(self.plan.inside, self.colour, self.planar)
+        if self.outside is not None:
+            torch.where(self.outside, self.planar, self.colour, out=self.colour)
+        return self.colour
 
 
 # --- the frame loop -------------------------------------------------------------------------
