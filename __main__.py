@@ -9,7 +9,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from .kernels.errors import InputError
-from .kernels.integrate import motion_bytes
+from .kernels.integrate import integrator_bytes, motion_bytes
 from .nodes.stages.directions import DIRECTION_SECTORS, REGION_KINDS
 from .nodes.stages.frames import stream_pixel_frames
 from .nodes.stages.memory import render_bytes, require_memory
@@ -96,7 +96,7 @@ def animate(args: argparse.Namespace) -> int:
     return 0
 
 
-MOTION_BUDGET = 512 << 20  # bytes of motion kept at once by default (see --parts)
+MOTION_BUDGET = 256 << 20  # bytes of motion kept at once by default (see --parts)
 
 
 def _check_memory(picture, flow, args: argparse.Namespace, device) -> None:
@@ -108,7 +108,7 @@ def _check_memory(picture, flow, args: argparse.Namespace, device) -> None:
     height, width, channels = picture.shape
     moving = int((flow != 0).any(dim=0).sum())
     stored = -(-args.frames // args.parts)  # frames of motion kept at once
-    motion = motion_bytes(moving, stored, height, width)
+    motion = motion_bytes(moving, args.frames, height, width, stored) + integrator_bytes(moving, args.parts, stored)
     frames = 3 * min(args.chunk, args.frames) * height * width * channels * 4  # the chunk, its conversion, a spare
     what = f"a loop of {args.frames} frames at {width}x{height} ({moving} moving pixels)"
     on_device = motion + render_bytes(height * width, moving, channels)

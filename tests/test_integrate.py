@@ -100,3 +100,31 @@ def test_trajectories_are_stored_as_int16_and_keep_every_exit():
         x, y = x0 + motion.forward[n, 0], y0 + motion.forward[n, 1]
         stored_out = (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
         assert bool(stored_out[clearly_out].all()), n
+
+
+def test_a_loop_integrated_in_parts_resumes_instead_of_starting_again():
+    """Successive parts continue the forward pass and resume the backward pass from checkpoints:
+    the same trajectories as one whole integration, for far fewer steps than integrating each anew."""
+    from text2cinemagraph.kernels.integrate import LoopIntegrator
+
+    flow = random_smooth_flow(3, speed=2.0)  # pixels leave the frame: frozen points must resume too
+
+    def steps_per_part(frames: int, parts: list) -> list:
+        whole, integrator, steps = euler_integrate(flow, frames), LoopIntegrator(flow, frames, parts), []
+        for part in parts:
+            reported = []
+            motion = integrator.motion(part, progress=lambda done, total: reported.append((done, total)))
+            assert reported[-1][0] == reported[-1][1]
+            steps.append(reported[-1][1])
+            assert torch.equal(motion.forward_stored, whole.forward_stored[part.start:part.stop])
+            assert torch.equal(motion.backward_stored, whole.backward_stored[part.start:part.stop])
+        again = integrator.motion(range(2, 4))  # out of order: starts again, same values
+        assert torch.equal(again.backward_stored, whole.backward_stored[2:4])
+        assert torch.equal(again.forward_stored, whole.forward_stored[2:4])
+        return steps
+
+    # Forward: 10, 10 and 9 steps, continuing. Backward: 29 for the first part (its frames 10..1 are
+    # steps 20..29), then from the checkpoints saved on the way at steps 10 and 1: 9 and 8 steps.
+    assert steps_per_part(30, [range(1, 11), range(11, 21), range(21, 30)]) == [10 + 29, 10 + 9, 9 + 8]
+    # Parts too small for checkpoints (two would cost half a part): the backward pass starts again.
+    assert steps_per_part(9, [range(1, 3), range(3, 5), range(5, 9)]) == [2 + 8, 2 + 6, 4 + 4]

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from ...kernels import Motion, euler_integrate, splat_
+from ...kernels.integrate import LoopIntegrator
 from ...kernels.errors import InputError
 from ...kernels.morphology import dilate
 from ...kernels.warp import bilinear_weights
@@ -61,7 +62,7 @@ def animated_region(motion: Motion) -> Tensor:
     support[motion.sources] = True
     if motion.sources.numel() == 0:
         return support.view(motion.height, motion.width)
-    speed = float(torch.hypot(*motion.flow.double()).max())  # norm(dim=0) is 70x slower here
+    speed = float(torch.hypot(*motion.flow.flatten(1)[:, motion.sources].double()).max())  # norm(dim=0): 70x slower
     return dilate(support.view(motion.height, motion.width), math.ceil(speed) + 2)
 
 
@@ -270,9 +271,11 @@ class PairedAccumulator:
         self.unscaled = torch.empty((4, part), device=device)
         self.cell = torch.empty((2, part), dtype=torch.long, device=device)
         self.contributions = torch.empty((pairs, part), dtype=torch.complex64, device=device)
-        # Corner weights as complex numbers with imaginary part 0, written through their real view.
-        self.complex_weight = torch.zeros((4, total), dtype=torch.complex64, device=device)
-        self.weight = torch.view_as_real(self.complex_weight)[..., 0]
+        self.weight = torch.empty((4, total), device=device)
+        # One slice's corner weights as complex numbers with imaginary part 0 (written through the
+        # real view): a complex product with them is two float products, exactly.
+        self.complex_weight = torch.zeros(part, dtype=torch.complex64, device=device)
+        self.real_weight = torch.view_as_real(self.complex_weight)[..., 0]
         self.index = torch.empty(total, dtype=torch.long, device=device)
         self.accum = torch.empty((pairs, size), dtype=torch.complex64, device=device)
         self.corner_views = [self.accum[:, offset:] for offset in (0, 1, width, width + 1)]
@@ -305,8 +308,10 @@ class PairedAccumulator:
         for corner, view in enumerate(self.corner_views):
             # Corner by corner, in source order (the order of splat_torch_); the products stay in cache.
             for part in self.slices:
-                contributions = self.contributions[:, : part.stop - part.start]
-                torch.mul(self.values[:, part], self.complex_weight[corner, part], out=contributions)
+                size = part.stop - part.start
+                contributions, weight = self.contributions[:, :size], self.complex_weight[:size]
+                self.real_weight[:size].copy_(self.weight[corner, part])
+                torch.mul(self.values[:, part], weight, out=contributions)
                 view.index_add_(1, self.index[part], contributions)
 
 
@@ -431,21 +436,25 @@ def motion_parts(motion: Motion, frames: range, part_frames: int, device) -> Ite
     """Motions of ``motion``'s flow that together store every frame of ``frames``, in order.
 
     Frames ``motion`` stores come from it; the others are integrated from its
-    flow on ``device``, at most ``part_frames`` at a time, so that one part's
-    trajectories are held at once (each part costs its frames' steps again,
-    counted from the loop's ends).
+    flow on ``device`` by one :class:`...kernels.integrate.LoopIntegrator`, at
+    most ``part_frames`` at a time, so that one part's trajectories are held
+    at once.
     """
-    stored, n = motion.stored_frames, frames.start
+    stored, parts, n = motion.stored_frames, [], frames.start
     while n < frames.stop:
         if n in stored:
-            yield motion
+            parts.append(None)
             n = stored.stop
             continue
         stop = min(frames.stop, n + max(part_frames, 1))
         if stored and n < stored.start:
             stop = min(stop, stored.start)
-        yield euler_integrate(motion.flow.to(device), motion.num_frames, frames=range(n, stop))
+        parts.append(range(n, stop))
         n = stop
+    missing = [part for part in parts if part is not None]
+    integrator = LoopIntegrator(motion.flow.to(device), motion.num_frames, missing) if missing else None
+    for part in parts:
+        yield motion if part is None else integrator.motion(part)
 
 
 def frame_chunks(

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ...kernels.errors import InputError
-from ...kernels.integrate import FRAME_BYTES, motion_bytes
+from ...kernels.integrate import FRAME_BYTES, integrator_bytes, motion_bytes
 
 GIB = 1024**3
 BYTES_PER_SOURCE = 200  # plan and accumulator buffers per moving pixel (two copies), beyond its values
@@ -77,6 +77,9 @@ def check_render_memory(picture_shape: tuple[int, int, int], frames: int, moving
     height, width, channels = picture_shape
     batch = frames * height * width * channels * 4
     require_memory(batch, "cpu", "frames", f"the IMAGE batch of {frames} frames at {width}x{height}")
-    part = 2 * motion_bytes(moving, frames, height, width, integrated_frames) if integrated_frames else 0
+    part = 0
+    if integrated_frames:
+        parts = -(-max(frames - 1, 1) // integrated_frames)
+        part = 2 * motion_bytes(moving, frames, height, width, integrated_frames) + integrator_bytes(moving, parts, integrated_frames)
     require_memory(render_bytes(height * width, moving, carried) + part, device, "frames",
                    f"rendering {frames} frames at {width}x{height}")
