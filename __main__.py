@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="the loop is integrated and rendered in this many runs of frames, each keeping only its own "
-        "motion in memory, for (parts + 1) / 2 times the integration work (default: 2, or more to keep the "
+        "motion in memory; the forward integration continues from run to run, the backward one resumes from "
+        "checkpoints when they are small next to a run, else starts again (default: 2, or more to keep the "
         f"motion under {MOTION_BUDGET >> 20} MiB)",
     )
     a.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif, .webp, .png) or folder")
