@@ -253,7 +253,8 @@ class _Chunk:
 @dataclass(frozen=True)
 class _Field:
     """The velocity field as the integration reads it: a :func:`.warp.neighbour_table` over ``window``
-    (``(top, left, rows, cols)``, every pixel a moving point can read), and its largest component."""
+    (``(top, left, rows, cols)``, every pixel a moving point can read), its largest component, and
+    where the points start."""
 
     table: Tensor
     window: tuple[int, int, int, int]

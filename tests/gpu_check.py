@@ -10,7 +10,8 @@ Checks and measures:
    receives one term; otherwise equal up to the order of the atomic additions);
 2. the render on the GPU (``SplatAccumulator``: the CuPy kernel) against the CPU
    render (``PairedAccumulator``): frame 0 and every pixel outside the animated
-   region bit for bit, all frames within 1e-5;
+   region bit for bit, all frames within 1e-5; a motion integrated in parts on
+   the GPU (as the nodes do for a large one) gives the same frames as the whole;
 3. integration + render seconds for 120 frames at 512^2 and 3840x2160 (a third
    of the picture moving), and the peak VRAM;
 4. the learned frame renderer (G_frame) on the GPU: equal to the CPU one on a
@@ -124,6 +125,9 @@ def render_parity(device: torch.device, size: int) -> None:
     check(all(torch.equal(frame[still], picture[still]) for frame in gpu), "still pixels bit for bit in every frame")
     diff = float((gpu - cpu).abs().max())
     check(diff <= 1e-5, f"all frames within 1e-5 of the CPU render (max diff {diff:.2e})")
+    deferred = euler_integrate(flow, 24, frames=range(0))  # what EulerIntegrate passes on for a large motion
+    parts = render_pixel_frames(picture, deferred, device=device, accumulator=SplatAccumulator, part_frames=5)
+    check(torch.equal(parts, gpu), "a motion integrated in parts on the GPU renders the same frames as the whole")
 
 
 # --- 3: timings -----------------------------------------------------------------------------
