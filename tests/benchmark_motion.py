@@ -5,6 +5,7 @@ Not a pytest test (nothing here is named ``test_*``); run it on demand:
     python tests/benchmark_motion.py                  # the full table (a few minutes)
     python tests/benchmark_motion.py --sizes 512 --frames 120 --threads 1
     python tests/benchmark_motion.py --frames 120 --memory-only   # peak RSS per node
+    python tests/benchmark_motion.py --sizes 512 --frames 120 --repeats 7 --compare 8875d14
 
 For every size, loop length and thread count it times, on the same inputs in
 one process:
@@ -75,18 +76,17 @@ def run_ours(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> tuple[fl
 class PhaseTimer:
     """Wraps the render's phases (accumulate, finish, write) with wall-clock timers."""
 
-    PHASES = {
-        (frames_module.PairedAccumulator, "accumulate"): "splatting",
-        (frames_module.PixelFinisher, "__call__"): "hole filling + normalising",
-        (frames_module, "_write_frame"): "writing frames",
-    }
-
     def __init__(self):
         self.seconds = defaultdict(float)
         self.originals = {}
 
     def __enter__(self) -> "PhaseTimer":
-        for (owner, name), label in self.PHASES.items():
+        phases = {
+            (frames_module.PairedAccumulator, "accumulate"): "splatting",
+            (frames_module.PixelFinisher, "__call__"): "hole filling + normalising",
+            (frames_module, "_write_frame"): "writing frames",
+        }
+        for (owner, name), label in phases.items():
             original = getattr(owner, name)
             self.originals[owner, name] = original
 
@@ -216,6 +216,62 @@ def memory_table(frames: int) -> None:
               f"{r['chain peak / batch']:.2f} | {r['motion MiB']:.0f} |", flush=True)
 
 
+# --- this checkout against an earlier commit ---------------------------------------------
+
+
+def _timed_in_fresh_process(import_root: str, threads: int, size: int, frames: int, repeats: int) -> tuple:
+    """Medians ``(integrate, render)`` of ``run_ours`` in a new process that imports the package found
+    in ``import_root`` (a folder holding ``text2cinemagraph``)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (f"import sys, json, statistics, torch; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            f"torch.set_num_threads({threads}); import benchmark_motion as b; "
+            f"picture, flow = b.make_inputs({size}); b.run_ours(picture, flow, {frames}); "
+            f"runs = [b.run_ours(picture, flow, {frames}) for _ in range({repeats})]; "
+            "import text2cinemagraph; print(json.dumps([text2cinemagraph.__file__, "
+            "statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)]))")
+    env = {**os.environ, "PYTHONPATH": import_root}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    imported, integrate, render = json.loads(out.strip().splitlines()[-1])
+    if not imported.startswith(import_root):
+        raise RuntimeError(f"the timed process imported {imported}, not the package in {import_root}")
+    return integrate, render
+
+
+def compare_table(revision: str, sizes, frames: int, thread_counts, repeats: int, rounds: int) -> None:
+    """This checkout against ``revision`` (``git archive``), alternated in fresh processes."""
+    import subprocess
+    import tempfile
+
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as folder:
+        roots = {}
+        for label, source in (("this checkout", checkout), (revision, None)):
+            root = os.path.join(folder, str(len(roots)))
+            os.makedirs(root)
+            if source is None:
+                source = os.path.join(folder, "archive")
+                os.makedirs(source)
+                archive = subprocess.run(["git", "-C", checkout, "archive", revision], capture_output=True, check=True)
+                subprocess.run(["tar", "-x", "-C", source], input=archive.stdout, check=True)
+            os.symlink(source, os.path.join(root, "text2cinemagraph"))
+            roots[label] = root
+        print(f"\nThis checkout against {revision}, {frames} frames, medians of {repeats} runs per process "
+              "(integrate / render / total s):")
+        print("| round | size | threads | " + " | ".join(roots) + " |")
+        print("|---|---|---|" + "---|" * len(roots))
+        for round_ in range(1, rounds + 1):
+            for size in sizes:
+                for threads in thread_counts:
+                    cells = []
+                    for root in roots.values():
+                        integrate, render = _timed_in_fresh_process(root, threads, size, frames, repeats)
+                        cells.append(f"{integrate:.3f} / {render:.3f} / {integrate + render:.3f}")
+                    print(f"| {round_} | {size}^2 | {threads} | " + " | ".join(cells) + " |", flush=True)
+
+
 # --- the release's scheme, re-implemented -------------------------------------------------
 
 
@@ -312,6 +368,9 @@ def main() -> None:
     parser.add_argument("--memory-only", action="store_true", help="only the peak RSS table")
     parser.add_argument("--accumulators", action="store_true",
                         help="only the render time of each CPU accumulator (paired complex64 vs plain splat_)")
+    parser.add_argument("--compare", metavar="REV",
+                        help="only this checkout against git revision REV, alternated in fresh processes")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations for --compare")
     args = parser.parse_args()
 
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -319,6 +378,9 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     if args.memory_only:
         memory_table(max(args.frames))
+        return
+    if args.compare:
+        compare_table(args.compare, args.sizes, max(args.frames), args.threads, args.repeats, args.rounds)
         return
     if args.accumulators:
         for threads in args.threads:
