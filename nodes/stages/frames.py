@@ -132,8 +132,7 @@ class RenderPlan:
 
     def _load(self, part: Motion) -> None:
         """Take the trajectories of the frames ``part`` stores (the same flow's motion, in part or whole)."""
-        self.motion, self.exits = part.to(self.device), [None, None]
-        part = self.motion
+        self.motion = part = part.to(self.device)  # _exits reads its stored frames
         first, last = part.stored_frames[0], part.stored_frames[-1]
         ends = part.displacements(last, self.device)[0], part.displacements(first, self.device)[1]
         x0, y0 = self.origin[0, : self.count], self.origin[1, : self.count]
