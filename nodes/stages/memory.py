@@ -80,6 +80,7 @@ def check_render_memory(picture_shape: tuple[int, int, int], frames: int, moving
     part = 0
     if integrated_frames:
         parts = -(-max(frames - 1, 1) // integrated_frames)
-        part = 2 * motion_bytes(moving, frames, height, width, integrated_frames) + integrator_bytes(moving, parts, integrated_frames)
+        part = 2 * motion_bytes(moving, frames, height, width, integrated_frames)
+        part += integrator_bytes(moving, parts, integrated_frames)
     require_memory(render_bytes(height * width, moving, carried) + part, device, "frames",
                    f"rendering {frames} frames at {width}x{height}")
