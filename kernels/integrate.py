@@ -335,7 +335,7 @@ class _Trajectories:
         # Steps to integrate: frame n is k = n steps forward, or N - n steps backward.
         self.steps = loop - frames.start if reverse else frames.stop - 1
         self.scratch = torch.empty((2, min(count, CHUNK_POINTS)), device=device)
-        self.exact_end: Optional[Tensor] = torch.empty((2, count), device=device)  # float32 F at step N
+        self.exact_end: Optional[Tensor] = torch.empty((2, count), device=device)  # float32 F at the last step
 
 
     def record(self, k: int, first: int, last: int, displacement: Tensor) -> None:
@@ -458,24 +458,16 @@ class LoopIntegrator:
                        self.start)
         self.forward.advance(field, forward_steps[0], None, step_done)
         self.forward.advance(field, forward_steps[1], passes[0].record, step_done)
-        for wanted in self.wanted:  # pass each checkpoint on the way to the first recorded step
+        # Announced parts do not overlap, so every checkpoint lies on the way to some part's first step.
+        for wanted in self.wanted:
             if self.backward.step < wanted <= backward_steps[0]:
                 self.backward.advance(field, wanted, None, step_done)
                 self.checkpoints[wanted] = self.backward.checkpoint()
         self.backward.advance(field, backward_steps[0], None, step_done)
-        self._record_backward(field, backward_steps, passes[1].record, step_done)
+        self.backward.advance(field, backward_steps[1], passes[1].record, step_done)
         for trajectories in passes:
             trajectories.keep_outside_(self.start, field.size)
         return motion
-
-    def _record_backward(self, field: _Field, steps: tuple[int, int], record: Recorder, step_done) -> None:
-        """Record backward steps ``steps[0] .. steps[1]``, saving the checkpoints passed on the way."""
-        for wanted in self.wanted:
-            if steps[0] < wanted <= steps[1] and self.backward.step < wanted:
-                self.backward.advance(field, wanted, record, step_done)
-                self.checkpoints[wanted] = self.backward.checkpoint()
-                record = _skip_first(record, wanted)
-        self.backward.advance(field, steps[1], record, step_done)
 
     def _resume_backward(self, step: int) -> None:
         """Put the backward pass at the latest checkpoint at or before ``step`` (or its start)."""
@@ -484,16 +476,6 @@ class LoopIntegrator:
             self.backward.restore(self.checkpoints[max(saved)])
         else:
             self.backward.restart()
-
-
-def _skip_first(record: Recorder, step: int) -> Recorder:
-    """``record`` that ignores the call for ``step`` made when advancing resumes there (already recorded)."""
-
-    def skipping(k: int, first: int, last: int, displacement: Tensor) -> None:
-        if k != step:
-            record(k, first, last, displacement)
-
-    return skipping
 
 
 def _step_counter(ticks: int, count: int, progress: Optional[ProgressFn]) -> Callable[[int], None]:

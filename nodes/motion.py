@@ -7,13 +7,7 @@ from .networks import network_choices, network_on
 from .stages.directions import DIRECTION_SECTORS, REGION_KINDS, apply_motion_hint
 from .stages.frames import check_picture, render_pixel_frames
 from .stages.inputs import single_picture
-from .stages.memory import (
-    KEPT_MOTION_SHARE,
-    RENDER_MOTION_SHARE,
-    check_integration_memory,
-    check_render_memory,
-    motion_part_frames,
-)
+from .stages.memory import frames_to_keep, render_part_frames
 from .stages.networks.frame_net import FrameNetConfig
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb, procedural_flow
 from ._comfy import CATEGORY, compute_device, progress_callback
@@ -214,10 +208,7 @@ class EulerIntegrate:
 
     def integrate(self, flow, frames):
         device = compute_device()
-        moving = int((flow != 0).any(dim=0).sum()) if flow.ndim == 3 else 0
-        whole = motion_part_frames(moving, (*flow.shape[-2:], 3), frames, KEPT_MOTION_SHARE) > frames
-        stored = None if whole else range(0)  # none: the render integrates in parts
-        check_integration_memory(flow, frames, device, None if whole else 0)
+        stored = frames_to_keep(flow, frames, device)
         motion = euler_integrate(flow.to(device), frames, progress=progress_callback(2 * frames), frames=stored)
         return (motion.to("cpu"),)  # kept compactly in RAM between prompts, not on the GPU
 
@@ -268,11 +259,8 @@ class SymmetricSplatFrameGen:
     def render(self, image, motion: Motion, method, frame_model=None):
         picture = check_picture(image, motion)
         carried = FrameNetConfig.feature_channels + 1 if method == "learned" else picture.shape[-1]  # + Z
-        frames, moving = motion.num_frames, motion.sources.numel()
-        part_frames = motion_part_frames(moving, tuple(picture.shape), frames, RENDER_MOTION_SHARE)
-        integrated = 0 if len(motion.stored_frames) > frames else part_frames
-        check_render_memory(tuple(picture.shape), frames, moving, carried, compute_device(), integrated)
-        progress = progress_callback(frames)
+        part_frames = render_part_frames(tuple(picture.shape), motion, carried, compute_device())
+        progress = progress_callback(motion.num_frames)
         if method == "learned":
             from .stages.learned_frames import render_learned_frames
 

@@ -104,8 +104,8 @@ def test_the_nodes_leave_a_large_motion_to_the_render_which_integrates_it_in_par
         (motion,) = motion_nodes.EulerIntegrate().integrate(flow, 24)
         assert len(motion.stored_frames) == (25 if whole else 0)
         parts = []
-        original = memory.motion_part_frames
-        monkeypatch.setattr(motion_nodes, "motion_part_frames", lambda *a: parts.append(original(*a)) or parts[-1])
+        original = memory.render_part_frames
+        monkeypatch.setattr(motion_nodes, "render_part_frames", lambda *a: parts.append(original(*a)) or parts[-1])
         (frames,) = motion_nodes.SymmetricSplatFrameGen().render(picture, motion, "pixel")
         assert (parts[0] > 24) == whole and 1 <= parts[0] <= 25
         assert torch.equal(frames, render_pixel_frames(picture, euler_integrate(flow, 24)))

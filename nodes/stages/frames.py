@@ -12,7 +12,9 @@ A render has three parts, and a frame passes through them in this order:
 1. :class:`RenderPlan`, built once: the region any moving pixel can reach,
    the window (the region's bounding box, grown for a decoder), the sources'
    start positions and the schedule of when each leaves the window.
-   :meth:`RenderPlan.positions` gives frame ``n``'s source positions.
+   :meth:`RenderPlan.positions` gives frame ``n``'s source positions; where
+   the motion does not store frame ``n``, the plan integrates the part of the
+   loop around it first (:func:`motion_parts`).
 2. An accumulator adds the still pixels and frame ``n``'s two splatted copies
    of the sources into window-sized sums ``[what each pixel carries, weight]``:
    :class:`PairedAccumulator` (the CPU; channels paired into complex numbers)
@@ -88,6 +90,31 @@ class _Exits:
     frames: list  # [L] ascending: forward, outside from that frame on; backward, outside up to it
     parked: Tensor  # [2, L] positions inside the window, used while dropped
     forward: bool
+
+
+def motion_parts(motion: Motion, frames: range, part_frames: int, device) -> Iterator[Motion]:
+    """Motions of ``motion``'s flow that together store every frame of ``frames``, in order.
+
+    Frames ``motion`` stores come from it; the others are integrated from its
+    flow on ``device`` by one :class:`...kernels.integrate.LoopIntegrator`, at
+    most ``part_frames`` at a time, so that one part's trajectories are held
+    at once.
+    """
+    stored, parts, n = motion.stored_frames, [], frames.start
+    while n < frames.stop:
+        if n in stored:
+            parts.append(None)
+            n = stored.stop
+            continue
+        stop = min(frames.stop, n + max(part_frames, 1))
+        if stored and n < stored.start:
+            stop = min(stop, stored.start)
+        parts.append(range(n, stop))
+        n = stop
+    missing = [part for part in parts if part is not None]
+    integrator = LoopIntegrator(motion.flow.to(device), motion.num_frames, missing) if missing else None
+    for part in parts:
+        yield motion if part is None else integrator.motion(part)
 
 
 class RenderPlan:
@@ -431,31 +458,6 @@ def _write_frame(out: Tensor, picture: Tensor, plan: RenderPlan, window: Optiona
     out[rows, cols] = window.view(-1, *plan.shape).permute(1, 2, 0).to(out.device)
 
 
-def motion_parts(motion: Motion, frames: range, part_frames: int, device) -> Iterator[Motion]:
-    """Motions of ``motion``'s flow that together store every frame of ``frames``, in order.
-
-    Frames ``motion`` stores come from it; the others are integrated from its
-    flow on ``device`` by one :class:`...kernels.integrate.LoopIntegrator`, at
-    most ``part_frames`` at a time, so that one part's trajectories are held
-    at once.
-    """
-    stored, parts, n = motion.stored_frames, [], frames.start
-    while n < frames.stop:
-        if n in stored:
-            parts.append(None)
-            n = stored.stop
-            continue
-        stop = min(frames.stop, n + max(part_frames, 1))
-        if stored and n < stored.start:
-            stop = min(stop, stored.start)
-        parts.append(range(n, stop))
-        n = stop
-    missing = [part for part in parts if part is not None]
-    integrator = LoopIntegrator(motion.flow.to(device), motion.num_frames, missing) if missing else None
-    for part in parts:
-        yield motion if part is None else integrator.motion(part)
-
-
 def frame_chunks(
     picture: Tensor,
     plan: Optional[RenderPlan],
@@ -528,8 +530,10 @@ def stream_pixel_frames(
     """Integrate and render a loop in ``parts`` runs of consecutive frames, ``chunk`` frames at a time.
 
     Only one part's trajectories are held at once: ``1 / parts`` of the memory
-    of a whole loop's, for about ``(parts + 1) / 2`` times the integration work.
-    The frames equal :func:`render_pixel_frames`'s.
+    of a whole loop's. The forward integration continues from part to part;
+    the backward one resumes from checkpoints or, with many small parts, starts
+    again for each (:class:`...kernels.integrate.LoopIntegrator`). The frames
+    equal :func:`render_pixel_frames`'s.
     """
     motion = euler_integrate(flow.to(device), num_frames, frames=range(0))
     part_frames = -(-num_frames // max(parts, 1))

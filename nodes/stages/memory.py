@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ...kernels.errors import InputError
-from ...kernels.integrate import FRAME_BYTES, integrator_bytes, motion_bytes
+from ...kernels.integrate import FRAME_BYTES, Motion, integrator_bytes, motion_bytes
 
 GIB = 1024**3
 BYTES_PER_SOURCE = 200  # plan and accumulator buffers per moving pixel (two copies), beyond its values
@@ -55,32 +55,38 @@ def motion_part_frames(moving: int, picture_shape: tuple[int, int, int], frames:
     return max(1, min(frames + 1, budget // max(FRAME_BYTES * moving, 1)))
 
 
-def check_integration_memory(flow: Tensor, frames: int, device, stored_frames: Optional[int] = None) -> None:
-    """Refuse (naming ``frames``) an integration of ``flow [2, H, W]`` whose motion (storing
-    ``stored_frames`` frames, default all) cannot fit: twice the motion while it is built on
-    ``device``, and the motion itself in RAM, where it is kept."""
+def frames_to_keep(flow: Tensor, frames: int, device) -> Optional[range]:
+    """The frames EulerIntegrate stores of ``flow [2, H, W]``'s loop: all (``None``) when they take
+    at most ``1 / KEPT_MOTION_SHARE`` of the loop's IMAGE batch, else none (``range(0)``: the render
+    integrates the loop in parts). Refuses (naming ``frames``) a motion that cannot fit: twice the
+    motion while it is built on ``device``, and the motion itself in RAM, where it is kept."""
     height, width = flow.shape[-2:]
     moving = int((flow != 0).any(dim=0).sum()) if flow.ndim == 3 else 0
-    need = motion_bytes(moving, frames, height, width, stored_frames)
+    whole = motion_part_frames(moving, (height, width, 3), frames, KEPT_MOTION_SHARE) > frames
+    need = motion_bytes(moving, frames, height, width, None if whole else 0)
     what = f"the motion of {frames} frames at {width}x{height}"
     require_memory(2 * need, device, "frames", what)
     if torch.device(device).type != "cpu":
         require_memory(need, "cpu", "frames", what)
+    return None if whole else range(0)
 
 
-def check_render_memory(picture_shape: tuple[int, int, int], frames: int, moving: int, carried: int, device,
-                        integrated_frames: int = 0) -> None:
-    """Refuse (naming ``frames``) a render of ``frames`` frames of an ``[H, W, C]`` picture whose
-    IMAGE batch cannot fit in RAM, or whose working memory (``carried`` channels splatted for
-    ``moving`` pixels, and twice a part of ``integrated_frames`` frames of trajectories while the
-    render integrates it) cannot fit on ``device``."""
+def render_part_frames(picture_shape: tuple[int, int, int], motion: Motion, carried: int, device) -> int:
+    """Frames of trajectories a render of ``motion`` integrates at once where the motion does not store
+    them (``1 / RENDER_MOTION_SHARE`` of the IMAGE batch). Refuses (naming ``frames``) a render of an
+    ``[H, W, C]`` picture whose IMAGE batch cannot fit in RAM, or whose working memory (``carried``
+    channels splatted, and twice a part of the trajectories while it is integrated) cannot fit on
+    ``device``."""
     height, width, channels = picture_shape
+    frames, moving = motion.num_frames, motion.sources.numel()
+    part_frames = motion_part_frames(moving, picture_shape, frames, RENDER_MOTION_SHARE)
     batch = frames * height * width * channels * 4
     require_memory(batch, "cpu", "frames", f"the IMAGE batch of {frames} frames at {width}x{height}")
-    part = 0
-    if integrated_frames:
-        parts = -(-max(frames - 1, 1) // integrated_frames)
-        part = 2 * motion_bytes(moving, frames, height, width, integrated_frames)
-        part += integrator_bytes(moving, parts, integrated_frames)
-    require_memory(render_bytes(height * width, moving, carried) + part, device, "frames",
+    integrating = 0
+    if len(motion.stored_frames) <= frames:  # not whole
+        parts = -(-max(frames - 1, 1) // part_frames)
+        integrating = 2 * motion_bytes(moving, frames, height, width, part_frames)
+        integrating += integrator_bytes(moving, parts, part_frames)
+    require_memory(render_bytes(height * width, moving, carried) + integrating, device, "frames",
                    f"rendering {frames} frames at {width}x{height}")
+    return part_frames
