@@ -257,7 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _leave_the_pack_folder_off_sys_path() -> None:
+    """Drop the pack's own folder from ``sys.path``, where ``python -m`` puts it when run inside the checkout.
+
+    There, the pack's ``kernels/`` would answer to the name of Hugging Face's ``kernels``
+    package, which transformers imports when it finds one. The CLI imports the pack as
+    ``text2cinemagraph`` and never needs the folder itself on the path.
+    """
+    pack = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+    sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != pack]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    _leave_the_pack_folder_off_sys_path()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

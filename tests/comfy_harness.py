@@ -184,6 +184,9 @@ class ComfyServer:
         if self.cache_classic:
             command.append("--cache-classic")
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        # ComfyUI imports its own modules from main.py's folder, which the safe-path flag would
+        # leave off sys.path; that folder is ComfyUI's, not the checkout.
+        env.pop("PYTHONSAFEPATH", None)
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, cwd=self.base, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout

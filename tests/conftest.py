@@ -11,7 +11,7 @@ import torch
 torch.set_num_threads(1)
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TESTS)
+REPO = os.path.realpath(os.path.dirname(TESTS))
 ASSETS = os.path.join(REPO, "workflows", "assets")
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
@@ -34,6 +34,18 @@ def _import_this_checkout() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
 
 
+def _keep_the_checkout_off_sys_path() -> None:
+    """The checkout never answers to top-level names, here or in any process the tests start.
+
+    ``python -m pytest`` puts the working directory on ``sys.path``; run from the checkout, its
+    ``kernels/`` would then shadow Hugging Face's ``kernels`` package, which transformers imports.
+    ``PYTHONSAFEPATH`` keeps child processes (``-m``, ``-c``) from doing the same.
+    """
+    sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != REPO]
+    os.environ["PYTHONSAFEPATH"] = "1"
+
+
+_keep_the_checkout_off_sys_path()
 _import_this_checkout()
 
 from comfy_harness import FRONTENDS  # noqa: E402  (tests/ is on sys.path from here)
