@@ -254,7 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("source", metavar="IN", help="latest_net_G.pth (or any .pth/.pt/.safetensors state dict)")
     c.add_argument("target", metavar="OUT", help="output .safetensors file")
     c.set_defaults(run=convert_checkpoint_command)
+    _add_training_commands(commands)
     return parser
+
+
+def _add_training_commands(commands) -> None:
+    """``train-flow`` and ``train-frame``: the release's training of G_flow / the hint network and G_frame."""
+    from .nodes.stages.training import train_flow, train_frame
+
+    for name, module, summary in (
+        ("train-flow", train_flow, "train G_flow (text-conditioned) or the direction-hint flow network"),
+        ("train-frame", train_frame, "train G_frame, the feature-splatting frame network"),
+    ):
+        command = commands.add_parser(name, help=summary, description=module.__doc__,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
 
 
 def _leave_the_pack_folder_off_sys_path() -> None:

@@ -89,6 +89,21 @@ def _single_thread():
     yield
 
 
+# Fixtures that start a ComfyUI server, and the one that starts Chromium (browser tests need both).
+SERVER_FIXTURES = {"comfy_server", "frontend_server", "paper_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``server`` and ``browser`` tests by the fixtures they use, so the inner loop can skip them:
+    ``bash tests/run.sh -m "not server and not browser"``."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.server)
+        if "browser" in used:
+            item.add_marker(pytest.mark.browser)
+
+
 def pytest_addoption(parser):
     parser.addoption("--comfyui", default=os.environ.get("T2C_COMFYUI", os.path.join(REPO, ".venv", "comfyui")),
                      help="ComfyUI tree to start for the server tests")

@@ -11,7 +11,7 @@ import torch
 from text2cinemagraph.kernels import InputError
 from text2cinemagraph.nodes.stages.networks import FlowNetConfig, FrameNetConfig, HintNetConfig, load_network
 from text2cinemagraph.nodes.stages.networks.flow_net import sd_cross_attention_weights
-from text2cinemagraph.nodes.stages.training import train_frame as train_frame_module
+from text2cinemagraph.__main__ import main as cli
 from text2cinemagraph.nodes.stages.training.common import TrainSettings, learning_rate
 from text2cinemagraph.nodes.stages.training.data import (
     FlowClips,
@@ -110,12 +110,13 @@ def test_g_frame_learns_and_resumes(clips, tmp_path):
 
 
 def test_train_frame_command_line_trains_the_release_size(clips, tmp_path):
-    code = train_frame_module.main(["--data", clips, "--out", str(tmp_path), "--crop", "64", "--batch-size", "1",
-                                    "--max-steps", "1", "--workers", "0", "--device", "cpu"])
+    code = cli(["train-frame", "--data", clips, "--out", str(tmp_path), "--crop", "64", "--batch-size", "1",
+                "--max-steps", "1", "--workers", "0", "--device", "cpu"])
     assert code == 0
     kind, network = load_network(str(tmp_path / "latest_net_G.safetensors"))
     assert kind == "frame" and network.config == FrameNetConfig()
-    assert train_frame_module.main(["--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert cli(["train-frame", "--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert cli(["train-flow", "--network", "hint", "--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
 
 
 def test_schedule_is_constant_then_linear_to_zero():

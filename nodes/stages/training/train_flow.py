@@ -1,9 +1,9 @@
 """Train G_flow (text-conditioned) or the direction-hint flow network.
 
-    python -m text2cinemagraph.nodes.stages.training.train_flow --data DIR --out runs/gflow \\
+    python -m text2cinemagraph train-flow --data DIR --out runs/gflow \\
         --captions captions.txt --text-encoder SD15_DIFFUSERS_DIR --sd-checkpoint sd15.safetensors
 
-    python -m text2cinemagraph.nodes.stages.training.train_flow --network hint --data DIR --out runs/hint
+    python -m text2cinemagraph train-flow --network hint --data DIR --out runs/hint
 
 As in the release: input = natural picture in [-1, 1] + mask (+ dense hint / 64
 for the hint network), target = flow / 64, losses = LSGAN + feature matching
@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -117,33 +116,24 @@ def train_flow(
     return run_training(trainer, dataset, make_step, settings)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m text2cinemagraph.nodes.stages.training.train_flow",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train-flow`` command's arguments (``python -m text2cinemagraph train-flow``)."""
     parser.add_argument("--network", choices=[FLOW, HINT], default=FLOW, help="flow: G_flow; hint: direction network")
     add_common_arguments(parser)
     parser.add_argument("--captions", help="'<name>: caption' lines (G_flow's text; the release used BLIP-2 captions)")
     parser.add_argument("--text-encoder", help="local SD1.x diffusers folder (or CLIP ViT-L/14 folder) for captions")
     parser.add_argument("--sd-checkpoint", help="SD1.x .safetensors whose cross-attention blocks start G_flow's")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` (from :func:`add_arguments`) say; bad input raises :class:`InputError`."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = settings_from_arguments(args)
-    try:
-        encoder = None
-        if args.network == FLOW and args.text_encoder:
-            encoder = clip_text_encoder(args.text_encoder, settings.device)
-        elif args.network == FLOW:
-            logging.warning("no --text-encoder: G_flow is trained with an empty text context")
-        captions = read_captions(args.captions) if args.captions else None
-        train_flow(settings, args.network, text_encoder=encoder, captions=captions, sd_checkpoint=args.sd_checkpoint)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    encoder = None
+    if args.network == FLOW and args.text_encoder:
+        encoder = clip_text_encoder(args.text_encoder, settings.device)
+    elif args.network == FLOW:
+        logging.warning("no --text-encoder: G_flow is trained with an empty text context")
+    captions = read_captions(args.captions) if args.captions else None
+    train_flow(settings, args.network, text_encoder=encoder, captions=captions, sd_checkpoint=args.sd_checkpoint)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

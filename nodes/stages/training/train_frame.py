@@ -1,6 +1,6 @@
 """Train G_frame, the feature-splatting frame network.
 
-    python -m text2cinemagraph.nodes.stages.training.train_frame --data DIR --out runs/gframe \\
+    python -m text2cinemagraph train-frame --data DIR --out runs/gframe \\
         [--vgg-weights vgg19-dcbb9e9d.pth]
 
 As in the release (its stage 1, on ground-truth flow): a start frame from the
@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ....kernels import euler_integrate
-from ....kernels.errors import InputError
 from ..networks import FrameNetConfig, build_network
 from ..networks.checkpoints import FRAME
 from .common import GanTrainer, TrainSettings, add_common_arguments, run_training, settings_from_arguments
@@ -79,20 +77,14 @@ def train_frame(
     return run_training(trainer, dataset, make_step, settings)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m text2cinemagraph.nodes.stages.training.train_frame",
-                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train-frame`` command's arguments (``python -m text2cinemagraph train-frame``)."""
     add_common_arguments(parser)
     parser.add_argument("--vgg-weights", help="torchvision vgg19 ImageNet weights (.pth/.safetensors) for the VGG loss")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` (from :func:`add_arguments`) say; bad input raises ``InputError``."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        train_frame(settings_from_arguments(args), vgg_weights=args.vgg_weights)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    train_frame(settings_from_arguments(args), vgg_weights=args.vgg_weights)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
