@@ -174,7 +174,7 @@ def test_motion_brush_node_returns_flow_preview_with_arrows_mask_and_the_picture
     import_comfy()
     import folder_paths
 
-    from text2cinemagraph.nodes import MotionBrush
+    from text2cinemagraph.nodes.motion_brush import MotionBrush
 
     previous = folder_paths.get_temp_directory()
     folder_paths.set_temp_directory(str(tmp_path))

@@ -11,7 +11,7 @@ import requests
 
 from conftest import REPO
 from make_node_docs import DOCS, pack_nodes, render
-from text2cinemagraph.nodes import NODE_CLASS_MAPPINGS
+from text2cinemagraph.nodes.registry import NODE_CLASS_MAPPINGS
 
 ALIASES = {"cinemagraph", "seamless loop", "animate water", "loop video"}
 # Inputs that tune a stage rather than choose what it does: collapsed under "advanced" in the editor.

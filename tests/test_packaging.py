@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -70,3 +71,29 @@ def test_requirements_txt_matches_the_core_dependencies():
               if line.strip() and not line.startswith("#")}
     assert listed == core
     assert not listed & {"torch", "torchvision", "torchaudio"}, "ComfyUI brings its own torch"
+
+
+def _modules_loaded_by(statement: str) -> list[str]:
+    """The pack's modules a fresh interpreter has loaded after ``statement``."""
+    code = f"{statement}; import sys; print('\\n'.join(sorted(m for m in sys.modules if m.startswith('text2cinemagraph'))))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_importing_a_stage_loads_no_node():
+    stages = sorted(path.stem for path in (REPO / "nodes" / "stages").glob("*.py") if path.stem != "__init__")
+    loaded = _modules_loaded_by("; ".join(f"import text2cinemagraph.nodes.stages.{stage}" for stage in stages))
+    library = ("text2cinemagraph.nodes.stages", "text2cinemagraph.kernels")
+    nodes = [m for m in loaded if m not in ("text2cinemagraph", "text2cinemagraph.nodes") and not m.startswith(library)]
+    assert nodes == [], f"importing the stages loaded node modules: {nodes}"
+    frames = _modules_loaded_by("import text2cinemagraph.nodes.stages.frames")
+    assert "text2cinemagraph.nodes.stages.twin_attention" not in frames and len(frames) < 20, frames
+
+
+def test_comfyui_still_finds_every_node_through_the_package():
+    import text2cinemagraph
+    from text2cinemagraph.nodes import registry
+
+    assert text2cinemagraph.NODE_CLASS_MAPPINGS is registry.NODE_CLASS_MAPPINGS
+    assert set(text2cinemagraph.NODE_DISPLAY_NAME_MAPPINGS) == set(registry.NODE_CLASS_MAPPINGS)
+    assert not hasattr(text2cinemagraph, "comfy_entrypoint")  # newer ComfyUI asks for it; absence is an answer
