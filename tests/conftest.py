@@ -45,6 +45,26 @@ def _keep_the_checkout_off_sys_path() -> None:
     os.environ["PYTHONSAFEPATH"] = "1"
 
 
+class _CheckoutIsNoTestPackage:
+    """Collects the checkout as a plain folder although it holds ``__init__.py`` (the pack's).
+
+    As a package, pytest would import that ``__init__.py`` before the first test, and where the
+    checkout's folder name is no identifier (``text2cinemagraph-comfyui``) it would put the
+    checkout itself on ``sys.path`` to do so (``--import-mode=prepend``).
+    """
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        if os.path.realpath(path) == REPO:
+            return pytest.Dir.from_parent(parent, path=path)
+        return None
+
+
+def pytest_configure(config):
+    # A plugin, not a hook of this file: conftest hooks apply only under tests/, not to the checkout.
+    config.pluginmanager.register(_CheckoutIsNoTestPackage(), "t2c-checkout-is-no-test-package")
+
+
 _keep_the_checkout_off_sys_path()
 _import_this_checkout()
 
