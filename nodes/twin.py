@@ -1,15 +1,19 @@
 """AttentionInjectingSampler and DDIMInvert: the twin pass inside ComfyUI's sampler.
 
 The model is changed only through ComfyUI's mechanisms, on a clone: attn1/attn2
-replace patches, a per-image CFG function, a pre-CFG function for the natural
-image's negative-prompt schedule, and a diffusion-model wrapper that holds a
+replace patches that record and inject, and a guider (a ``CFGGuider`` subclass, as
+ComfyUI's ``Guider_PerpNeg``) that owns the per-image guidance and the natural
+image's negative-prompt schedule, with a diffusion-model wrapper that holds a
 forward hook on output block 4's ResBlock for the duration of each UNet call.
-The math lives in :mod:`.stages.twin_attention`.
+The math lives in :mod:`.stages.twin_attention`; every ComfyUI name is reached
+through :mod:`._comfy`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -26,7 +30,7 @@ from .stages.twin_attention import (
     negative_weight,
     per_image_guidance,
 )
-from ._comfy import CATEGORY
+from ._comfy import CATEGORY, comfy_attribute, diffusion_model_call, refuse_split_evaluation
 
 WRAPPER_KEY = "text2cinemagraph_twin"
 RECORD_TIMESTEP = 541  # the release averages maps over timesteps t <= 541 (the less noisy 28 of 50)
@@ -161,66 +165,107 @@ def _refuse_split_models(model) -> None:
         raise InputError("model", "carries multi-GPU clones; the twin pass runs on one device, use the plain model")
 
 
-def patch_twin_model(model, state: TwinAttention, steps: int, scales: tuple[float, float],
-                     artistic_prompt: torch.Tensor | None):
-    """A clone of ``model`` carrying the twin pass's patches.
+@dataclass(frozen=True)
+class TwinSettings:
+    """How the twin pass samples.
 
-    With ``artistic_prompt`` (``[1, L, C]``) the natural image's unconditional prediction follows
-    the release's negative schedule, from a fifth row of the same UNet call.
+    ``steps`` DDIM steps; one guidance scale per image; the fractions of the steps (from the
+    start) with self-attention q/k and ResBlock residual injection; ``negative_schedule``: the
+    natural image is pushed away from the artistic prompt, as the release does.
     """
-    import comfy.patcher_extension
 
-    from ._comfy import diffusion_model_call, refuse_split_evaluation
+    steps: int = 50
+    artistic_cfg: float = 5.0
+    natural_cfg: float = 7.5
+    attention_injection: float = 0.5
+    residual_injection: float = 0.8
+    negative_schedule: bool = True
 
+
+def patch_twin_attention(model, state: TwinAttention):
+    """A clone of ``model`` whose attention layers record and inject through ``state``."""
     _refuse_split_models(model)
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
     check_sd1_layout(diffusion_model)
-    residual_layer = diffusion_model.output_blocks[4][0].out_layers[-1]
     for block_name, index in _attention_blocks(diffusion_model):
         patched.set_model_attn1_replace(state.attn1, block_name, index)
         patched.set_model_attn2_replace(state.attn2, block_name, index)
-    patched.set_model_sampler_cfg_function(per_image_guidance(torch.tensor(scales)), disable_cfg1_optimization=True)
-    negative = {}  # the scheduled-negative prediction of the current step, from the UNet wrapper
+    return patched
 
-    def twin_unet_call(executor, *args, **kwargs):
-        call = diffusion_model_call(executor, args, kwargs)
-        extra = artistic_prompt is not None and add_negative_row(call, artistic_prompt)
-        options = call.arguments["transformer_options"]
-        state.begin_call(options, call.arguments["x"].shape[0])
-        handle = residual_layer.register_forward_hook(state.residual_hook)
-        try:
-            out = executor(*call.args, **call.kwargs)
-        finally:
-            handle.remove()
-        if not extra:
-            return out
-        negative["eps"], negative["sigma"] = out[-1:], float(options["sigmas"].reshape(-1)[0])
-        return out[:-1]
 
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, twin_unet_call)
+@functools.cache
+def twin_guider_class():
+    """ComfyUI's ``CFGGuider`` for the twin batch (built on first use: the pack imports without ComfyUI)."""
+    CFGGuider = comfy_attribute("comfy.samplers", "CFGGuider")
+    calc_cond_batch = comfy_attribute("comfy.samplers", "calc_cond_batch")
+    diffusion_model_wrapper = comfy_attribute("comfy.patcher_extension", "WrappersMP").DIFFUSION_MODEL
 
-    if artistic_prompt is not None:
+    class TwinGuider(CFGGuider):
+        """Guides the twins ``[artistic, natural]`` with one scale each; with ``artistic_prompt``
+        (``[1, L, C]``), mixes the natural image's unconditional prediction with its prediction under
+        the artistic prompt, weighted by the release's schedule. That prediction is one more row of
+        the same UNet call, added by :meth:`unet_call`, which also holds the residual hook."""
 
-        def natural_negative(args):
-            refuse_split_evaluation(args["model_options"])
-            cond_out, uncond_out = args["conds_out"][0], args["conds_out"][1]
-            if uncond_out is None or args["conds"][0] is None:
-                return args["conds_out"]
-            x, sigma = args["input"], args["sigma"]
-            if negative.get("sigma") != float(sigma.reshape(-1)[0]):
+        def __init__(self, model, state: TwinAttention, settings: TwinSettings, steps: int,
+                     artistic_prompt: torch.Tensor | None):
+            super().__init__(model)
+            self.state, self.steps, self.artistic_prompt = state, steps, artistic_prompt
+            self.scales = torch.tensor([settings.artistic_cfg, settings.natural_cfg])
+            self.negative: tuple[float, torch.Tensor] | None = None  # (sigma, eps) of the latest extra row
+            self.set_cfg(settings.natural_cfg)
+            diffusion_model = model.get_model_object("diffusion_model")
+            self.residual_layer = diffusion_model.output_blocks[4][0].out_layers[-1]
+            model.add_wrapper_with_key(diffusion_model_wrapper, WRAPPER_KEY, self.unet_call)
+
+        def unet_call(self, executor, *args, **kwargs):
+            call = diffusion_model_call(executor, args, kwargs)
+            extra = self.artistic_prompt is not None and add_negative_row(call, self.artistic_prompt)
+            options = call.arguments["transformer_options"]
+            self.state.begin_call(options, call.arguments["x"].shape[0])
+            handle = self.residual_layer.register_forward_hook(self.state.residual_hook)
+            try:
+                out = executor(*call.args, **call.kwargs)
+            finally:
+                handle.remove()
+            if not extra:
+                return out
+            self.negative = (float(options["sigmas"].reshape(-1)[0]), out[-1:])
+            return out[:-1]
+
+        def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 (ComfyUI's signature)
+            conds = [self.conds.get("positive"), self.conds.get("negative")]
+            out = calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
+            for hook in model_options.get("sampler_pre_cfg_function", []):  # other packs' hooks, as ComfyUI runs them
+                out = hook({"conds": conds, "conds_out": out, "cond_scale": self.cfg, "timestep": timestep,
+                            "input": x, "sigma": timestep, "model": self.inner_model, "model_options": model_options})
+            cond, uncond = out[0], out[1]
+            if self.artistic_prompt is not None:
+                refuse_split_evaluation(model_options)
+                uncond = self.natural_negative(uncond, x, timestep, model_options)
+            denoised = per_image_guidance(cond, uncond, self.scales)
+            for hook in model_options.get("sampler_post_cfg_function", []):
+                denoised = hook({"denoised": denoised, "cond": conds[0], "uncond": conds[1], "cond_scale": self.cfg,
+                                 "model": self.inner_model, "uncond_denoised": uncond, "cond_denoised": cond,
+                                 "sigma": timestep, "model_options": model_options, "input": x})
+            return denoised
+
+        def natural_negative(self, uncond, x, sigma, model_options):
+            """``uncond`` with the natural row mixed with this step's extra row (the artistic prompt)."""
+            if self.negative is None or self.negative[0] != float(sigma.reshape(-1)[0]):
                 raise RuntimeError("Text2Cinemagraph: the negative-schedule prediction of this step is missing "
                                    "(the unconditional rows were not evaluated as the twin batch)")
-            where = state.locate({**args["model_options"].get("transformer_options", {}), "sigmas": sigma})
-            weight = negative_weight(where["step"], steps)
-            denoised = args["model"].model_sampling.calculate_denoised(
-                sigma[NATURAL:NATURAL + 1], negative.pop("eps").float(), x[NATURAL:NATURAL + 1])
-            uncond_out = uncond_out.clone()
-            uncond_out[NATURAL] = weight * uncond_out[NATURAL] + (1.0 - weight) * denoised[0]
-            return [cond_out, uncond_out] + list(args["conds_out"][2:])
+            eps = self.negative[1]
+            self.negative = None
+            where = self.state.locate({**model_options.get("transformer_options", {}), "sigmas": sigma})
+            weight = negative_weight(where["step"], self.steps)
+            denoised = self.inner_model.model_sampling.calculate_denoised(
+                sigma[NATURAL:NATURAL + 1], eps.float(), x[NATURAL:NATURAL + 1])
+            uncond = uncond.clone()
+            uncond[NATURAL] = weight * uncond[NATURAL] + (1.0 - weight) * denoised[0]
+            return uncond
 
-        patched.set_model_sampler_pre_cfg_function(natural_negative, disable_cfg1_optimization=True)
-    return patched
+    return TwinGuider
 
 
 def release_start(noise: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -230,14 +275,8 @@ def release_start(noise: torch.Tensor, sigma: float) -> torch.Tensor:
     return noise * (math.sqrt(1.0 + sigma**2) / sigma)
 
 
-def sample_twins(model, artistic_positive, natural_positive, negative, latent, seed, steps, artistic_cfg,
-                 natural_cfg, attention_injection, residual_injection, negative_schedule):
-    """Sample the artistic image and its natural twin in one run; returns (latent_a, latent_n, maps)."""
-    import comfy.sample
-    import comfy.samplers
-    import latent_preview
-    from comfy.ldm.modules.attention import optimized_attention
-
+def _check_latent(latent: dict) -> torch.Tensor:
+    """The ``[1, C, H, W]`` samples of ``latent``, or an InputError naming it."""
     samples = latent["samples"]
     if samples.ndim != 4 or samples.shape[0] != 1:
         raise InputError("latent", f"expected one latent [1, C, H, W], got shape {tuple(samples.shape)}")
@@ -248,51 +287,57 @@ def sample_twins(model, artistic_positive, natural_positive, negative, latent, s
             "(e.g. 512x512, 576x768)",
         )
     check_record_size(tuple(samples.shape[2:]))
+    return samples
+
+
+def sample_twins(model, artistic_positive, natural_positive, negative, latent, seed,
+                 settings: TwinSettings = TwinSettings()):
+    """Sample the artistic image and its natural twin in one run; returns (latent_a, latent_n, maps)."""
+    samples = _check_latent(latent)
     model_sampling = model.get_model_object("model_sampling")
-    sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu()
+    sigmas = comfy_attribute("comfy.samplers", "calculate_sigmas")(model_sampling, "ddim_uniform", settings.steps).cpu()
     steps = len(sigmas) - 1  # ddim_uniform rounds: 6 requested steps give 7
     schedule = TwinSchedule(
-        attention_steps=injected_steps(attention_injection, steps),
-        residual_steps=injected_steps(residual_injection, steps),
+        attention_steps=injected_steps(settings.attention_injection, steps),
+        residual_steps=injected_steps(settings.residual_injection, steps),
         record_sigma_max=float(model_sampling.sigma(torch.tensor(RECORD_TIMESTEP + 0.5))),
     )
-    state = TwinAttention(schedule, (samples.shape[2], samples.shape[3]), optimized_attention)
+    attention = comfy_attribute("comfy.ldm.modules.attention", "optimized_attention")
+    state = TwinAttention(schedule, (samples.shape[2], samples.shape[3]), attention)
     positive = stack_twin_conditioning(artistic_positive, natural_positive)
-    artistic_prompt = positive[0][0][ARTISTIC:ARTISTIC + 1] if negative_schedule else None
-    patched = patch_twin_model(model, state, steps, (artistic_cfg, natural_cfg), artistic_prompt)
+    artistic_prompt = positive[0][0][ARTISTIC:ARTISTIC + 1] if settings.negative_schedule else None
+    patched = patch_twin_attention(model, state)
+    guider = twin_guider_class()(patched, state, settings, steps, artistic_prompt)
+    guider.set_conds(positive, negative)
 
-    twins = samples.repeat(2, 1, 1, 1)
-    twins = comfy.sample.fix_empty_latent_channels(patched, twins)
+    twins = comfy_attribute("comfy.sample", "fix_empty_latent_channels")(patched, samples.repeat(2, 1, 1, 1))
     if latent.get(INVERTED_KEY):
         noise = torch.zeros_like(twins)
     else:
-        noise = release_start(comfy.sample.prepare_noise(twins, seed, noise_inds=[0, 0]), float(sigmas[0]))
-    callback = latent_preview.prepare_callback(patched, steps)
-    out = comfy.sample.sample_custom(
-        patched, noise, natural_cfg, comfy.samplers.sampler_object("euler"), sigmas, positive, negative,
-        twins, callback=callback, disable_pbar=True, seed=seed,
-    )
+        noise = comfy_attribute("comfy.sample", "prepare_noise")(twins, seed, noise_inds=[0, 0])
+        noise = release_start(noise, float(sigmas[0]))
+    callback = comfy_attribute("latent_preview", "prepare_callback")(patched, steps)
+    euler = comfy_attribute("comfy.samplers", "sampler_object")("euler")
+    out = guider.sample(noise, twins, euler, sigmas, callback=callback, disable_pbar=True, seed=seed)
+    out = out.to(comfy_attribute("comfy.model_management", "intermediate_device")())
     return {"samples": out[0:1]}, {"samples": out[1:2]}, state.result()
 
 
 def invert_latent(model, conditioning, latent, steps):
     """DDIM inversion (Euler over the ascending sigma schedule, guidance 1, no noise)."""
-    import comfy.sample
-    import comfy.samplers
-    import latent_preview
-
     samples = latent["samples"]
     model_sampling = model.get_model_object("model_sampling")
-    sigmas = comfy.samplers.calculate_sigmas(model_sampling, "ddim_uniform", steps).cpu().flip(0)
+    sigmas = comfy_attribute("comfy.samplers", "calculate_sigmas")(model_sampling, "ddim_uniform", steps).cpu().flip(0)
     # The release's reverse_ddim treats the clean latent as x at timestep 0 (alpha_cumprod[0]),
     # which in ComfyUI's sigma space is the latent times sqrt(1 + sigma(0)^2) at sigma(0)
     # (also keeps Euler from dividing by a zero sigma).
     start = float(model_sampling.sigma(torch.tensor(0.0)))
     sigmas[0] = start
-    samples = comfy.sample.fix_empty_latent_channels(model, samples) * math.sqrt(1.0 + start**2)
-    out = comfy.sample.sample_custom(
-        model, torch.zeros_like(samples), 1.0, comfy.samplers.sampler_object("euler"), sigmas, conditioning,
-        conditioning, samples, callback=latent_preview.prepare_callback(model, steps), disable_pbar=True,
+    samples = comfy_attribute("comfy.sample", "fix_empty_latent_channels")(model, samples) * math.sqrt(1.0 + start**2)
+    out = comfy_attribute("comfy.sample", "sample_custom")(
+        model, torch.zeros_like(samples), 1.0, comfy_attribute("comfy.samplers", "sampler_object")("euler"), sigmas,
+        conditioning, conditioning, samples, disable_pbar=True,
+        callback=comfy_attribute("latent_preview", "prepare_callback")(model, steps),
     )
     return {"samples": out, INVERTED_KEY: True}
 
@@ -359,8 +404,9 @@ class AttentionInjectingSampler:
 
     def sample(self, model, artistic_positive, natural_positive, negative, latent, seed, steps, artistic_cfg,
                natural_cfg, attention_injection, residual_injection, negative_schedule):
-        return sample_twins(model, artistic_positive, natural_positive, negative, latent, seed, steps,
-                            artistic_cfg, natural_cfg, attention_injection, residual_injection, negative_schedule)
+        settings = TwinSettings(steps, artistic_cfg, natural_cfg, attention_injection, residual_injection,
+                                negative_schedule)
+        return sample_twins(model, artistic_positive, natural_positive, negative, latent, seed, settings)
 
 
 class DDIMInvert:

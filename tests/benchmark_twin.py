@@ -57,8 +57,8 @@ def main() -> None:
                                    sigmas.cpu(), artistic, empty, both, disable_pbar=True, seed=0)
 
     def twins(negative_schedule: bool):
-        return lambda: twin.sample_twins(model, artistic, natural, empty, latent, 0, steps, 5.0, 7.5, 0.5, 0.8,
-                                         negative_schedule)
+        settings = twin.TwinSettings(steps, 5.0, 7.5, 0.5, 0.8, negative_schedule)
+        return lambda: twin.sample_twins(model, artistic, natural, empty, latent, 0, settings)
 
     plain()  # warm-up
     if os.environ.get("T2C_PAIRED"):  # plain and twin runs alternated: robust to a machine whose load drifts

@@ -51,12 +51,12 @@ def tiny():
 
 
 def node_run(tiny, fractions, model=None):
-    from text2cinemagraph.nodes.twin import sample_twins
+    from text2cinemagraph.nodes.twin import TwinSettings, sample_twins
 
     base, p, _, _ = tiny
     latent = {"samples": torch.zeros(1, 4, SIZE, SIZE)}
-    artistic, natural, maps = sample_twins(model or base, p["artistic"], p["natural"], p["empty"], latent, SEED, STEPS,
-                                           5.0, 7.5, *fractions)
+    settings = TwinSettings(STEPS, 5.0, 7.5, *fractions)
+    artistic, natural, maps = sample_twins(model or base, p["artistic"], p["natural"], p["empty"], latent, SEED, settings)
     return artistic["samples"] * SD15_SCALE, natural["samples"] * SD15_SCALE, maps.self_attention, maps.self_samples
 
 

@@ -17,11 +17,11 @@ def tiny():
 
 
 def twins(tiny, attention=0.5, residual=0.8, negative_schedule=True, model=None, latent=LATENT, seed=3):
-    from text2cinemagraph.nodes.twin import sample_twins
+    from text2cinemagraph.nodes.twin import TwinSettings, sample_twins
 
     base, _, p = tiny
-    return sample_twins(model or base, p["artistic"], p["natural"], p["empty"], latent, seed, STEPS,
-                        5.0, 7.5, attention, residual, negative_schedule)
+    settings = TwinSettings(STEPS, 5.0, 7.5, attention, residual, negative_schedule)
+    return sample_twins(model or base, p["artistic"], p["natural"], p["empty"], latent, seed, settings)
 
 
 def plain(tiny, prompt, cfg, seed=3):
@@ -138,7 +138,7 @@ def test_inversion_then_twin_sampling_reconstructs_the_latent():
     """A random UNet is not a denoiser; with its output layer scaled down (x0.005) it is smooth
     enough for DDIM inversion to be meaningful. Relative RMS error measured on this model:
     1.2e-2 with 10 steps, 6.0e-3 with 40 steps (exactly 0 with the output layer zeroed)."""
-    from text2cinemagraph.nodes.twin import invert_latent, sample_twins
+    from text2cinemagraph.nodes.twin import TwinSettings, invert_latent, sample_twins
 
     model, clip = tiny_checkpoint(1)
     with torch.no_grad():
@@ -153,7 +153,8 @@ def test_inversion_then_twin_sampling_reconstructs_the_latent():
         inverted = invert_latent(model, empty, picture, steps)
         assert inverted["t2c_inverted"]
         assert (inverted["samples"] - picture["samples"]).norm() > 0.1 * picture["samples"].norm()  # it moved
-        artistic, natural, _ = sample_twins(model, empty, empty, empty, inverted, 0, steps, 1.0, 1.0, 0.0, 0.0, False)
+        settings = TwinSettings(steps, 1.0, 1.0, 0.0, 0.0, False)
+        artistic, natural, _ = sample_twins(model, empty, empty, empty, inverted, 0, settings)
         assert torch.equal(artistic["samples"], natural["samples"])
         errors[steps] = float((artistic["samples"] - picture["samples"]).norm() / picture["samples"].norm())
     assert errors[10] < 0.02 and errors[40] < 0.6 * errors[10], errors

@@ -9,7 +9,8 @@ twins share a layout. Meanwhile the artistic image's self-attention maps at the
 second resolution level and its cross-attention maps are averaged for the mask.
 
 Everything here is plain torch on tensors and ``transformer_options`` dicts;
-the ComfyUI node registers these callables as model patches.
+the ComfyUI node registers these callables as model patches and guides with
+:func:`per_image_guidance`.
 """
 
 from __future__ import annotations
@@ -227,20 +228,21 @@ def twin_layout(batch: int, options: dict) -> Optional[tuple[int, Optional[int]]
     return None
 
 
-def per_image_guidance(scales: Tensor) -> Callable[[dict], Tensor]:
-    """A ``sampler_cfg_function``: classifier-free guidance with one scale per batch element.
+def per_image_guidance(cond: Tensor, uncond: Tensor, scales: Tensor) -> Tensor:
+    """Classifier-free guidance with one scale per image of the twin batch.
 
-    ``scales`` is ``[B]``; ComfyUI passes ``cond``/``uncond`` as ``x - denoised``.
+    Args:
+        cond: ``[B, C, H, W]`` conditional (denoised) predictions, the twins' rows ``[artistic, natural]``.
+        uncond: ``[B, C, H, W]`` unconditional predictions, the same rows.
+        scales: ``[TWINS]`` guidance scales, ``[artistic, natural]``.
+
+    Returns:
+        ``[B, C, H, W]``: ``uncond + (cond - uncond) * scale`` of each row.
     """
-
-    def guide(args: dict) -> Tensor:
-        cond, uncond = args["cond"], args["uncond"]
-        scale = scales.to(cond.device, cond.dtype).view(-1, *([1] * (cond.ndim - 1)))
-        if cond.shape[0] != scale.shape[0]:
-            scale = scale.repeat_interleave(cond.shape[0] // scale.shape[0], dim=0)
-        return uncond + (cond - uncond) * scale
-
-    return guide
+    scale = scales.to(cond.device, cond.dtype).view(-1, *([1] * (cond.ndim - 1)))
+    if cond.shape[0] != scale.shape[0]:
+        scale = scale.repeat_interleave(cond.shape[0] // scale.shape[0], dim=0)
+    return uncond + (cond - uncond) * scale
 
 
 def negative_weight(step: int, steps: int, start: float = 0.75) -> float:
