@@ -123,7 +123,8 @@ def queue(args: argparse.Namespace) -> int:
     """Queue a workflow on a running ComfyUI server, follow it, download its outputs."""
     import requests
 
-    from .nodes.api_client import PromptError, QueueInterrupted, queue_workflow
+    from .nodes.client.errors import ArgumentError, PromptError, QueueInterrupted
+    from .nodes.client.queue import queue_workflow
 
     try:
         result = queue_workflow(
@@ -135,10 +136,10 @@ def queue(args: argparse.Namespace) -> int:
             show_progress=not args.quiet,
             upload_workflow_images=args.upload_workflow_images,
         )
-    except PromptError as error:
+    except ArgumentError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
-    except TimeoutError as error:
+        return 2
+    except (PromptError, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except requests.RequestException as error:
