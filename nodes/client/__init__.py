@@ -3,5 +3,6 @@
 It imports no ComfyUI; of the pack, only the stages' atomic file writes. Its parts, each
 importing only those listed before it: :mod:`.errors`, :mod:`.workflow_format` (UI <-> API
 prompts), :mod:`.server` (one server's HTTP endpoints), :mod:`.files` (what is uploaded and
-where downloads go) and :mod:`.queue` (one workflow on one server, start to end).
+where downloads go), :mod:`.queue` (one workflow on one server, start to end) and :mod:`.batch`
+(a folder of pictures over several servers).
 """

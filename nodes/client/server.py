@@ -106,13 +106,15 @@ class Server:
         try:
             while True:
                 entry = self.history_entry(prompt_id)
+                if entry is None and prompt_id not in self.queued_ids():
+                    entry = self.history_entry(prompt_id)  # it may have ended between the two reads
+                    if entry is None:
+                        return f"prompt {prompt_id} was removed from the server's queue before it ran ({asked})"
                 if entry is not None:
                     status = entry.get("status", {}).get("status_str")
                     if status == "success":
                         return f"prompt {prompt_id} had already finished on the server ({asked} too late)"
                     return f"prompt {prompt_id} was interrupted on the server ({asked})"
-                if prompt_id not in self.queued_ids():
-                    return f"prompt {prompt_id} was removed from the server's queue before it ran ({asked})"
                 if time.monotonic() > deadline:
                     return f"{asked}, but prompt {prompt_id} is still queued or running on the server"
                 time.sleep(0.2)
