@@ -119,30 +119,26 @@ def _check_memory(picture, flow, args: argparse.Namespace, device) -> None:
         require_memory(frames, "cpu", "--frames", what)
 
 
+DEFAULT_SERVER = "http://127.0.0.1:8188"
+
+
 def queue(args: argparse.Namespace) -> int:
-    """Queue a workflow on a running ComfyUI server, follow it, download its outputs."""
+    """Queue a workflow on a running ComfyUI server (or a batch on several), follow it, download its outputs."""
     import requests
 
-    from .nodes.api_client import PromptError, QueueInterrupted, queue_workflow
+    from .nodes.client.errors import ArgumentError, PromptError, QueueInterrupted
 
+    servers = args.server or [DEFAULT_SERVER]
     try:
-        result = queue_workflow(
-            args.server,
-            args.workflow,
-            overrides=args.set,
-            out_dir=args.out,
-            timeout=args.timeout,
-            show_progress=not args.quiet,
-            upload_workflow_images=args.upload_workflow_images,
-        )
-    except PromptError as error:
+        return _queue_batch(args, servers) if args.batch else _queue_one(args, servers)
+    except ArgumentError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
-    except TimeoutError as error:
+        return 2
+    except (PromptError, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except requests.RequestException as error:
-        print(f"error: cannot talk to ComfyUI at {args.server}: {error}", file=sys.stderr)
+        print(f"error: cannot talk to ComfyUI at {', '.join(servers)}: {error}", file=sys.stderr)
         return 1
     except QueueInterrupted as error:
         print(f"interrupted: {error}", file=sys.stderr)
@@ -150,9 +146,41 @@ def queue(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted before anything was queued; nothing runs on the server", file=sys.stderr)
         return 130
+
+
+def _client_options(args: argparse.Namespace) -> dict:
+    """The options a single workflow and a batch share."""
+    return dict(
+        overrides=args.set,
+        out_dir=args.out,
+        timeout=args.timeout,
+        show_progress=not args.quiet,
+        upload_workflow_images=args.upload_workflow_images,
+    )
+
+
+def _queue_one(args: argparse.Namespace, servers: list[str]) -> int:
+    from .nodes.client.errors import ArgumentError
+    from .nodes.client.queue import queue_workflow
+
+    if len(servers) > 1:
+        raise ArgumentError("--server", f"is given {len(servers)} times; several servers run a --batch of pictures")
+    result = queue_workflow(servers[0], args.workflow, **_client_options(args))
     for path in result.files:
         print(path)
     return 0
+
+
+def _queue_batch(args: argparse.Namespace, servers: list[str]) -> int:
+    from .nodes.client.batch import run_batch
+
+    report = run_batch(servers, args.workflow, args.batch, **_client_options(args))
+    for name in report.done:
+        for path in report.done[name]:
+            print(path)
+    for line in report.summary():
+        print(line, file=sys.stderr)
+    return report.exit_code
 
 
 def convert_checkpoint_command(args: argparse.Namespace) -> int:
@@ -220,11 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
         "queue",
         help="run a workflow on a running ComfyUI server and download its outputs",
         description="Queue a workflow file (UI or API format) on a ComfyUI server, show its progress and "
-        "download its output files. Exit code 1 with ComfyUI's message when the prompt is refused or fails, "
-        "2 for bad arguments.",
+        "download its output files; with --batch, once per picture of a folder, on one or several servers. "
+        "Exit code 1 with ComfyUI's message when the prompt (or a job of the batch) is refused or fails, "
+        "2 for bad arguments, 130 after Ctrl-C.",
     )
     q.add_argument("workflow", help="workflow .json, as saved by the graph editor or exported in API format")
-    q.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI's URL (default http://127.0.0.1:8188)")
+    q.add_argument(
+        "--server",
+        action="append",
+        metavar="URL",
+        help=f"ComfyUI's URL (default {DEFAULT_SERVER}); repeat it to spread a --batch over several servers",
+    )
+    q.add_argument(
+        "--batch",
+        metavar="NODE.INPUT=FOLDER_OR_GLOB",
+        help="run the workflow once per picture: a folder (its picture files) or a glob such as 'photos/*.jpg'; "
+        "each picture is uploaded to NODE.INPUT (a LoadImage's image) and its outputs go to --out/<picture name>/. "
+        "Pictures whose folder is already there are skipped, so an interrupted batch resumes",
+    )
     q.add_argument(
         "--set",
         action="append",

@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))
 
 import conftest  # noqa: E402,F401  (``text2cinemagraph`` is this checkout, as in the tests)
 from comfy_harness import REPO, fetch_object_info  # noqa: E402
-from text2cinemagraph.nodes.workflow_format import api_to_ui  # noqa: E402
+from workflow_ui import api_to_ui  # noqa: E402
 
 
 # Optional nodes shown bypassed in the editor (absent from the API twin).

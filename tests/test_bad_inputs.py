@@ -294,7 +294,7 @@ def test_segmentation_loader_failures_are_reported_by_cause(failure, words):
         raise failure
 
     with pytest.raises(InputError) as error:
-        segmentation._load("weights", "clipseg", "/models/clipseg", loader)
+        segmentation.backends._load("weights", "clipseg", "/models/clipseg", loader)
     message = str(error.value)
     assert error.value.input_name == "model" and words in message and "/models/clipseg" in message
     assert ("corrupted" in message) == (words == "incomplete or corrupted")

@@ -14,8 +14,10 @@ import pytest
 
 from conftest import REPO
 from text2cinemagraph.__main__ import main
-from text2cinemagraph.kernels.errors import InputError
-from text2cinemagraph.nodes import api_client
+from text2cinemagraph.nodes.client import queue as client
+from text2cinemagraph.nodes.client.errors import ArgumentError, PromptError
+from text2cinemagraph.nodes.client.files import download_outputs
+from text2cinemagraph.nodes.client.server import Server, describe_refusal
 
 API_WORKFLOW = os.path.join(REPO, "workflows", "api", "animate_picture.json")
 UI_WORKFLOW = os.path.join(REPO, "workflows", "animate_picture.json")
@@ -109,8 +111,8 @@ def test_unknown_node_or_input_is_a_usage_error(comfy_server, capsys):
 
 
 def test_without_websocket_client_it_polls_the_history(comfy_server, tmp_path, monkeypatch):
-    monkeypatch.setattr(api_client, "_connect_websocket", lambda server, client_id: None)
-    result = api_client.queue_workflow(
+    monkeypatch.setattr(client, "_connect_websocket", lambda server, client_id: None)
+    result = client.queue_workflow(
         comfy_server.url, API_WORKFLOW, ["3.frames=3", "2.seed=77"], out_dir=str(tmp_path),
         show_progress=False, log=lambda text: None,
     )
@@ -135,35 +137,35 @@ OBJECT_INFO = {
 
 
 def test_override_syntax_and_values():
-    assert api_client.parse_override("Move.it.frames=8") == api_client.Override("Move.it", "frames", 8, "8")
-    assert api_client.parse_override("2.speed=0.5").value == 0.5
-    assert api_client.parse_override("2.direction=left to right").value == "left to right"
-    assert api_client.parse_override('2.direction="8"').value == "8"
-    assert api_client.parse_override("2.flag=true").value is True
+    assert client.parse_override("Move.it.frames=8") == client.Override("Move.it", "frames", 8, "8")
+    assert client.parse_override("2.speed=0.5").value == 0.5
+    assert client.parse_override("2.direction=left to right").value == "left to right"
+    assert client.parse_override('2.direction="8"').value == "8"
+    assert client.parse_override("2.flag=true").value is True
     for bad in ("frames=8", "2.frames", ".frames=8", "2.=8"):
-        with pytest.raises(InputError):
-            api_client.parse_override(bad)
+        with pytest.raises(ArgumentError):
+            client.parse_override(bad)
 
 
 def test_node_lookup_by_id_title_and_class():
-    assert api_client.resolve_node(PROMPT, "2") == "2"
-    assert api_client.resolve_node(PROMPT, "Move.it") == "2"
-    assert api_client.resolve_node(PROMPT, "eulerintegrate") == "2"
-    assert api_client.resolve_node(PROMPT, "LoadImage") == "1"
-    with pytest.raises(InputError, match="several nodes by title"):
-        api_client.resolve_node(PROMPT, "Picture")
-    with pytest.raises(InputError, match="several nodes by class"):
-        api_client.resolve_node(PROMPT, "PreviewImage")
+    assert client.resolve_node(PROMPT, "2") == "2"
+    assert client.resolve_node(PROMPT, "Move.it") == "2"
+    assert client.resolve_node(PROMPT, "eulerintegrate") == "2"
+    assert client.resolve_node(PROMPT, "LoadImage") == "1"
+    with pytest.raises(ArgumentError, match="several nodes by title"):
+        client.resolve_node(PROMPT, "Picture")
+    with pytest.raises(ArgumentError, match="several nodes by class"):
+        client.resolve_node(PROMPT, "PreviewImage")
 
 
 def test_overrides_respect_links_and_declared_types():
     prompt = json.loads(json.dumps(PROMPT))
-    api_client.apply_overrides(prompt, [api_client.parse_override("Move.it.frames=12"),
-                                        api_client.parse_override("1.image=7")], OBJECT_INFO)
+    client.apply_overrides(prompt, [client.parse_override("Move.it.frames=12"),
+                                    client.parse_override("1.image=7")], OBJECT_INFO)
     assert prompt["2"]["inputs"]["frames"] == 12
     assert prompt["1"]["inputs"]["image"] == "7"  # a combo keeps the text, not the number 7
-    with pytest.raises(InputError, match="connected to node 5"):
-        api_client.apply_overrides(prompt, [api_client.parse_override("2.flow=1")], OBJECT_INFO)
+    with pytest.raises(ArgumentError, match="connected to node 5"):
+        client.apply_overrides(prompt, [client.parse_override("2.flow=1")], OBJECT_INFO)
 
 
 def test_refusal_message_names_nodes_and_inputs():
@@ -173,22 +175,22 @@ def test_refusal_message_names_nodes_and_inputs():
         "node_errors": {"3": {"class_type": "EulerIntegrate", "errors": [
             {"type": "value_smaller_than_min", "message": "Value 0 smaller than min of 1", "details": "frames"}]}},
     }
-    assert api_client.describe_refusal(body) == (
+    assert describe_refusal(body) == (
         "Prompt outputs failed validation\nnode 3 (EulerIntegrate): Value 0 smaller than min of 1: frames"
     )
 
 
 def test_output_files_are_kept_inside_the_out_folder(tmp_path):
     entry = {"outputs": {"9": {"images": [{"filename": "../../escape.png", "subfolder": "", "type": "output"}]}}}
-    with pytest.raises(api_client.PromptError, match="outside the output folder"):
-        api_client.download_outputs(api_client.Server("http://127.0.0.1:9"), entry, str(tmp_path))
+    with pytest.raises(PromptError, match="outside the output folder"):
+        download_outputs(Server("http://127.0.0.1:9"), entry, str(tmp_path))
 
 
 def test_non_workflow_json_is_refused(tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps({"hello": 1}))
-    with pytest.raises(InputError, match="neither a UI workflow"):
-        api_client.load_workflow(str(path))
+    with pytest.raises(ArgumentError, match="neither a UI workflow"):
+        client.load_workflow(str(path))
 
 
 def test_ui_workflow_with_nodes_the_server_lacks_is_refused_before_queueing():
@@ -201,9 +203,9 @@ def test_ui_workflow_with_nodes_the_server_lacks_is_refused_before_queueing():
         ],
         "links": [[1, 1, 0, 2, 0, "IMAGE"]],
     }
-    with pytest.raises(InputError, match=r"cannot run these nodes: 2 \(Reroute\).*Export \(API\)"):
-        api_client.to_api_prompt(workflow, OBJECT_INFO)
+    with pytest.raises(ArgumentError, match=r"cannot run these nodes: 2 \(Reroute\).*Export \(API\)"):
+        client.to_api_prompt(workflow, OBJECT_INFO)
     del workflow["nodes"][1]
-    assert api_client.to_api_prompt(workflow, OBJECT_INFO) == {
+    assert client.to_api_prompt(workflow, OBJECT_INFO) == {
         "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}
     }

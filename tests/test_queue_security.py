@@ -12,8 +12,8 @@ import pytest
 from conftest import ASSETS
 from stub_comfy import PROMPT_ID, StubComfy
 from text2cinemagraph.__main__ import main
-from text2cinemagraph.kernels.errors import InputError
-from text2cinemagraph.nodes import api_client
+from text2cinemagraph.nodes.client import queue as client
+from text2cinemagraph.nodes.client.errors import ArgumentError, PromptError
 
 PICTURE = os.path.join(ASSETS, "t2c_lake_masked.png")
 
@@ -37,7 +37,7 @@ def write_workflow(folder, image_value: str) -> str:
 
 def run(stub, workflow, *sets, out=None, **kwargs):
     logged = []
-    result = api_client.queue_workflow(
+    result = client.queue_workflow(
         stub.url, workflow, list(sets), out_dir=out, timeout=20, show_progress=False, log=logged.append, **kwargs
     )
     return result, logged
@@ -74,7 +74,7 @@ def test_even_a_picture_named_inside_the_workflow_needs_the_flag(stub, tmp_path)
 def test_the_flag_still_refuses_a_file_that_is_not_a_picture(stub, tmp_path):
     token = tmp_path / "token.txt"
     token.write_text("ghp_secret")
-    with pytest.raises(InputError, match=r"workflow node 1\.image: .*not a picture Pillow can open"):
+    with pytest.raises(ArgumentError, match=r"workflow node 1\.image: .*not a picture Pillow can open"):
         run(stub, write_workflow(tmp_path, str(token)), upload_workflow_images=True)
     assert stub.uploads == [] and stub.prompts == []
 
@@ -89,7 +89,7 @@ def test_a_picture_named_by_set_is_listed_then_uploaded(stub, tmp_path):
 def test_a_non_picture_named_by_set_is_refused_naming_set(stub, tmp_path):
     key = tmp_path / "key.pem"
     key.write_bytes(b"\x00\x01 not a picture")
-    with pytest.raises(InputError, match=r"--set 1\.image: .*key\.pem.*only pictures \(PNG, JPEG"):
+    with pytest.raises(ArgumentError, match=r"--set 1\.image: .*key\.pem.*only pictures \(PNG, JPEG"):
         run(stub, write_workflow(tmp_path, "lake.png"), f"1.image={key}")
     assert stub.uploads == [] and stub.prompts == []
 
@@ -113,7 +113,7 @@ def test_a_non_picture_named_by_set_is_refused_naming_set(stub, tmp_path):
 def test_hostile_output_entries_write_nothing(stub, tmp_path, entry, refusal):
     out = tmp_path / "out"
     stub.succeed_with({**output("good.png"), **{"3": entry["2"]}})
-    with pytest.raises(api_client.PromptError, match=refusal):
+    with pytest.raises(PromptError, match=refusal):
         run(stub, write_workflow(tmp_path, "lake.png"), out=str(out))
     assert stub.views == []  # checked before anything is fetched
     assert not out.exists() or list(out.rglob("*")) == []
@@ -126,7 +126,7 @@ def test_a_symbolic_link_inside_out_cannot_lead_outside(stub, tmp_path):
     elsewhere.mkdir()
     os.symlink(elsewhere, out / "sub")
     stub.succeed_with(output("x.png", subfolder="sub"))
-    with pytest.raises(api_client.PromptError, match="outside the output folder"):
+    with pytest.raises(PromptError, match="outside the output folder"):
         run(stub, write_workflow(tmp_path, "lake.png"), out=str(out))
     assert list(elsewhere.iterdir()) == []
 
@@ -160,7 +160,7 @@ def test_nan_stays_text_for_a_text_or_list_input(stub, tmp_path):
 
 def test_a_prompt_deleted_by_another_client_ends_the_wait(stub, tmp_path):
     # queued, then gone from both the queue and the history
-    with pytest.raises(api_client.PromptError, match="another client deleted it"):
+    with pytest.raises(PromptError, match="another client deleted it"):
         run(stub, write_workflow(tmp_path, "lake.png"))
     assert len(stub.prompts) == 1
 
@@ -169,7 +169,7 @@ def _interrupt_wait(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api_client, "wait_for", interrupted)
+    monkeypatch.setattr(client, "wait_for", interrupted)
 
 
 def test_ctrl_c_reports_an_interruption_the_server_confirmed(stub, tmp_path, monkeypatch, capsys):
@@ -200,7 +200,7 @@ def test_ctrl_c_with_the_server_gone_says_the_prompt_may_still_run(stub, tmp_pat
         stub.close()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api_client, "wait_for", interrupted_and_gone)
+    monkeypatch.setattr(client, "wait_for", interrupted_and_gone)
     code = main(["queue", write_workflow(tmp_path, "lake.png"), "--server", stub.url, "--quiet"])
     err = capsys.readouterr().err
     assert code == 130

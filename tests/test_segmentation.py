@@ -515,10 +515,10 @@ def test_node_lists_model_folders_and_segments_through_them(models, monkeypatch,
     assert all(options.get("tooltip") for _, options in spec.values())
     mask, overlay = node_module.ODISESegment().segment(picture(40, 30), "water; sky", "auto", "mask2former-tiny", 0.0)
     assert mask.shape == (1, 40, 30) and overlay.shape == (1, 40, 30, 3)
-    (segmenter,) = seg._cache.values()
+    (segmenter,) = seg.backends._cache.values()
     assert any(loaded.model.model.network is segmenter.model for loaded in management.current_loaded_models)
     management.unload_all_models()  # ComfyUI frees memory: the pack's cache lets the model go
-    assert seg._cache == {}
+    assert seg.backends._cache == {}
 
     empty = fake_folder_paths(str(tmp_path))
     monkeypatch.setitem(sys.modules, "folder_paths", empty)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from text2cinemagraph.nodes.workflow_format import ui_to_api
+from text2cinemagraph.nodes.client.workflow_format import ui_to_api
 
 API_FILES = sorted(Path(REPO, "workflows", "api").glob("*.json"))
 

@@ -1,15 +1,10 @@
-"""A small client of ComfyUI's HTTP API: queue a workflow, follow it, fetch its outputs.
+"""One workflow on one server: read it, set inputs, queue it, follow it, fetch its outputs.
 
 Backs ``python -m text2cinemagraph queue``. Plain functions over ``requests`` (and
 ``websocket-client`` for live progress when installed; otherwise it polls
-``/history``). No ComfyUI import: it talks to a running server.
-
-The endpoints and messages used (ComfyUI 0.3.75 ``server.py`` / ``execution.py``):
-``GET /object_info``, ``POST /upload/image`` (multipart ``image``, answers
-``{name, subfolder, type}``), ``POST /prompt`` (HTTP 400 with ``error`` and
-``node_errors`` when validation fails), websocket ``/ws?clientId=`` (``executing``,
-``progress``, ``execution_cached``, ``execution_success``, ``execution_error``,
-``execution_interrupted``), ``GET /history/{prompt_id}`` and ``GET /view``.
+``/history``). No ComfyUI import: it talks to a running server. The websocket
+messages followed: ``executing``, ``progress``, ``execution_cached``,
+``execution_success``, ``execution_error``, ``execution_interrupted``.
 """
 
 from __future__ import annotations
@@ -18,21 +13,18 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-from urllib.parse import urlparse
 
-from ..kernels.errors import InputError
-from .api_files import PromptError, download_outputs, node_id_order, plan_uploads, upload_pictures
-from .workflow_format import is_ui_workflow, ui_to_api, unsupported_nodes
+from .errors import ArgumentError, PromptError, PromptLost, QueueInterrupted
+from .files import download_outputs, plan_uploads, upload_pictures
+from .server import Server, describe_failure
+from .workflow_format import is_ui_workflow, node_id_order, ui_to_api, unsupported_nodes
 
 TERMINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
-
-
-class QueueInterrupted(KeyboardInterrupt):
-    """Ctrl-C while queueing or waiting; the message says what happened to the prompt on the server."""
 
 
 @dataclass
@@ -41,6 +33,7 @@ class Override:
     input: str
     value: Any
     raw: str
+    argument: str = "--set"  # the command-line option that set it, named in its errors
 
 
 @dataclass
@@ -58,13 +51,13 @@ def load_workflow(path: str) -> dict:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except OSError as error:
-        raise InputError("WORKFLOW", f"cannot read {path!r}: {error.strerror or error}") from error
+        raise ArgumentError("WORKFLOW", f"cannot read {path!r}: {error.strerror or error}") from error
     except json.JSONDecodeError as error:
-        raise InputError("WORKFLOW", f"{path!r} is not JSON: {error}") from error
+        raise ArgumentError("WORKFLOW", f"{path!r} is not JSON: {error}") from error
     if not isinstance(data, dict) or not data:
-        raise InputError("WORKFLOW", f"{path!r} holds no workflow")
+        raise ArgumentError("WORKFLOW", f"{path!r} holds no workflow")
     if not is_ui_workflow(data) and not all(isinstance(v, dict) and "class_type" in v for v in data.values()):
-        raise InputError(
+        raise ArgumentError(
             "WORKFLOW",
             f"{path!r} is neither a UI workflow (with 'nodes' and 'links') nor an API prompt "
             "({id: {class_type, inputs}})",
@@ -90,16 +83,16 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def parse_override(text: str) -> Override:
+def parse_override(text: str, argument: str = "--set") -> Override:
     """``NODE.INPUT=VALUE``; NODE is an id, a title or a class name (may contain dots)."""
     target, equals, raw = text.partition("=")
     node, dot, name = target.rpartition(".")
     if not equals or not dot or not node.strip() or not name.strip():
-        raise InputError("--set", f"expected NODE.INPUT=VALUE, got {text!r}")
-    return Override(node.strip(), name.strip(), parse_value(raw), raw)
+        raise ArgumentError(argument, f"expected NODE.INPUT=VALUE, got {text!r}")
+    return Override(node.strip(), name.strip(), parse_value(raw), raw, argument)
 
 
-def resolve_node(prompt: dict, key: str) -> str:
+def resolve_node(prompt: dict, key: str, argument: str = "--set") -> str:
     """The id of the node named by ``key``: an id, else a unique title, else a unique class name."""
     if key in prompt:
         return key
@@ -112,9 +105,9 @@ def resolve_node(prompt: dict, key: str) -> str:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise InputError("--set", f"{key!r} matches several nodes by {describe} ({', '.join(matches)}); use the id")
+            raise ArgumentError(argument, f"{key!r} matches several nodes by {describe} ({', '.join(matches)}); use the id")
     known = ", ".join(f"{i} ({n.get('class_type')})" for i, n in sorted(prompt.items(), key=lambda kv: node_id_order(kv[0])))
-    raise InputError("--set", f"no node {key!r} in the workflow; nodes: {known}")
+    raise ArgumentError(argument, f"no node {key!r} in the workflow; nodes: {known}")
 
 
 def _declared_inputs(object_info: Optional[dict], class_type: str) -> Optional[dict]:
@@ -132,19 +125,20 @@ def apply_overrides(prompt: dict, overrides: list[Override], object_info: Option
     stays a string).
     """
     for override in overrides:
-        node_id = resolve_node(prompt, override.node)
+        argument = override.argument
+        node_id = resolve_node(prompt, override.node, argument)
         node = prompt[node_id]
         inputs = node.setdefault("inputs", {})
         declared = _declared_inputs(object_info, node["class_type"])
         where = f"node {node_id} ({node['class_type']})"
         if declared is not None and override.input not in declared:
-            raise InputError("--set", f"{where} has no input {override.input!r}; inputs: {', '.join(declared)}")
+            raise ArgumentError(argument, f"{where} has no input {override.input!r}; inputs: {', '.join(declared)}")
         if declared is None and override.input not in inputs:
-            raise InputError("--set", f"{where} has no input {override.input!r}; inputs: {', '.join(inputs)}")
+            raise ArgumentError(argument, f"{where} has no input {override.input!r}; inputs: {', '.join(inputs)}")
         if isinstance(inputs.get(override.input), list):
             source = inputs[override.input]
-            raise InputError(
-                "--set", f"{where}.{override.input} is connected to node {source[0]}; --set would cut the link"
+            raise ArgumentError(
+                argument, f"{where}.{override.input} is connected to node {source[0]}; {argument} would cut the link"
             )
         value = override.value
         if declared is not None and not isinstance(value, str):
@@ -152,41 +146,15 @@ def apply_overrides(prompt: dict, overrides: list[Override], object_info: Option
             if kind == "STRING" or isinstance(kind, list):
                 value = override.raw
         if not _finite(value):  # JSON has no NaN or Infinity: the prompt could not be sent
-            raise InputError(
-                "--set", f"{override.node}.{override.input}={override.raw} is not a finite number; "
+            raise ArgumentError(
+                argument, f"{override.node}.{override.input}={override.raw} is not a finite number; "
                 "give a number such as 0.5"
             )
         inputs[override.input] = value
     return prompt
 
 
-# --- talking to the server -----------------------------------------------------------
-
-
-class Server:
-    """The base URL of a ComfyUI server and a ``requests`` session."""
-
-    def __init__(self, url: str, request_timeout: float = 60.0):
-        import requests
-
-        if "://" not in url:
-            url = "http://" + url
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self.request_timeout = request_timeout
-
-    def get(self, path: str, **params: Any):
-        response = self.session.get(self.url + path, params=params or None, timeout=self.request_timeout)
-        response.raise_for_status()
-        return response
-
-    def get_json(self, path: str, **params: Any) -> Any:
-        return self.get(path, **params).json()
-
-    def websocket_url(self, client_id: str) -> str:
-        parsed = urlparse(self.url)
-        scheme = "wss" if parsed.scheme == "https" else "ws"
-        return f"{scheme}://{parsed.netloc}{parsed.path}/ws?clientId={client_id}"
+# --- running a prompt -----------------------------------------------------------------
 
 
 def to_api_prompt(workflow: dict, object_info: dict) -> dict:
@@ -196,124 +164,12 @@ def to_api_prompt(workflow: dict, object_info: dict) -> dict:
     problems = unsupported_nodes(workflow, object_info)
     if problems:
         listed = ", ".join(f"{node_id} ({kind})" for node_id, kind in problems)
-        raise InputError(
+        raise ArgumentError(
             "WORKFLOW",
             f"the server cannot run these nodes: {listed}. Install the missing node packs, or export the workflow "
             "from the editor in API format (Workflow > Export (API)) and queue that file",
         )
     return ui_to_api(workflow, object_info)
-
-
-def describe_refusal(body: Any, prompt: Optional[dict] = None) -> str:
-    """ComfyUI's reasons for refusing a prompt (``/prompt`` answered 400), one line per problem."""
-    if not isinstance(body, dict):
-        return str(body)
-    lines = []
-    error = body.get("error")
-    if isinstance(error, dict):
-        head = error.get("message", "invalid prompt")
-        if error.get("details"):
-            head += f": {error['details']}"
-        lines.append(head)
-    elif error:
-        lines.append(str(error))
-    for node_id, entry in (body.get("node_errors") or {}).items():
-        class_type = entry.get("class_type") or (prompt or {}).get(node_id, {}).get("class_type", "?")
-        for problem in entry.get("errors", []):
-            text = problem.get("message", "error")
-            if problem.get("details"):
-                text += f": {problem['details']}"
-            lines.append(f"node {node_id} ({class_type}): {text}")
-    return "\n".join(lines) or json.dumps(body)
-
-
-def describe_failure(history_entry: dict) -> str:
-    """The error message of a prompt that ran and failed (from its history status)."""
-    status = history_entry.get("status", {})
-    for event, data in status.get("messages", []):
-        if event == "execution_error":
-            # exception_type is module-qualified; a custom pack's module name is its folder path
-            kind = str(data.get("exception_type") or "error").rsplit(".", 1)[-1]
-            return (
-                f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
-                f"{kind}: {str(data.get('exception_message', '')).strip()}"
-            )
-        if event == "execution_interrupted":
-            return f"interrupted at node {data.get('node_id')} ({data.get('node_type')})"
-    return f"the prompt ended with status {status.get('status_str')!r}"
-
-
-def submit(server: Server, prompt: dict, client_id: str, extra_data: Optional[dict] = None) -> str:
-    body: dict[str, Any] = {"prompt": prompt, "client_id": client_id}
-    if extra_data:
-        body["extra_data"] = extra_data
-    response = server.session.post(server.url + "/prompt", json=body, timeout=server.request_timeout)
-    if response.status_code != 200:
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = response.text
-        raise PromptError("ComfyUI refused the prompt: " + describe_refusal(answer, prompt))
-    answer = response.json()
-    if answer.get("node_errors"):
-        # ComfyUI accepts a prompt when at least one output node is valid and runs only
-        # those (server.py post_prompt): a half-run workflow is not what was asked for.
-        cancel(server, answer["prompt_id"])
-        raise PromptError("ComfyUI refused part of the prompt: " + describe_refusal(answer, prompt))
-    return answer["prompt_id"]
-
-
-def _queued_ids(server: Server) -> set[str]:
-    """Ids of the prompts running or waiting on the server (``GET /queue``)."""
-    queue = server.get_json("/queue")
-    return {
-        str(item[1])
-        for key in ("queue_running", "queue_pending")
-        for item in queue.get(key, [])
-        if isinstance(item, (list, tuple)) and len(item) > 1
-    }
-
-
-def _history_entry(server: Server, prompt_id: str) -> Optional[dict]:
-    return server.get_json(f"/history/{prompt_id}").get(prompt_id)
-
-
-def cancel(server: Server, prompt_id: str, settle_s: float = 3.0) -> str:
-    """Remove a prompt from the queue, or stop it if it is running (only that prompt).
-
-    Returns what really happened, checked on the server afterwards: removed,
-    interrupted, already finished, or still there (the requests may fail or the
-    node may not stop at once).
-    """
-    import requests
-
-    try:
-        deleted = server.session.post(server.url + "/queue", json={"delete": [prompt_id]}, timeout=server.request_timeout)
-        stopped = server.session.post(
-            server.url + "/interrupt", json={"prompt_id": prompt_id}, timeout=server.request_timeout
-        )
-    except requests.RequestException as error:
-        return f"could not reach the server to cancel prompt {prompt_id} ({error}); it may still run there"
-    acknowledged = deleted.status_code == 200 and stopped.status_code == 200
-    asked = "cancel sent and acknowledged" if acknowledged else (
-        f"cancel sent but not acknowledged (HTTP {deleted.status_code} / {stopped.status_code})"
-    )
-    deadline = time.monotonic() + settle_s
-    try:
-        while True:
-            entry = _history_entry(server, prompt_id)
-            if entry is not None:
-                status = entry.get("status", {}).get("status_str")
-                if status == "success":
-                    return f"prompt {prompt_id} had already finished on the server ({asked} too late)"
-                return f"prompt {prompt_id} was interrupted on the server ({asked})"
-            if prompt_id not in _queued_ids(server):
-                return f"prompt {prompt_id} was removed from the server's queue before it ran ({asked})"
-            if time.monotonic() > deadline:
-                return f"{asked}, but prompt {prompt_id} is still queued or running on the server"
-            time.sleep(0.2)
-    except (requests.RequestException, ValueError) as error:
-        return f"{asked} for prompt {prompt_id}, but could not check the outcome ({error})"
 
 
 class _Progress:
@@ -394,12 +250,14 @@ def wait_for(
     timeout: Optional[float] = None,
     show_progress: bool = True,
     poll_interval: float = 0.5,
+    stop: Optional[threading.Event] = None,
 ) -> dict:
     """Follow a queued prompt until it ends; return its history entry.
 
     With a websocket ``connection`` (opened *before* queueing, with the same
     client id) progress is shown live; the history is checked every few seconds
-    anyway, so a missed message cannot hang the wait.
+    anyway, so a missed message cannot hang the wait. ``stop`` set (Ctrl-C seen by
+    another thread) raises ``KeyboardInterrupt`` here, as Ctrl-C itself would.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     progress = _Progress(prompt, show_progress)
@@ -407,6 +265,8 @@ def wait_for(
     finished = False
     try:
         while True:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:g} s")
@@ -448,12 +308,12 @@ def _ended_entry(server: Server, prompt_id: str) -> Optional[dict]:
     prompt in neither (checked history, queue, history again) was deleted by
     another client or lost in a server restart: waiting would never end.
     """
-    entry = _history_entry(server, prompt_id)
-    if entry is not None or prompt_id in _queued_ids(server):
+    entry = server.history_entry(prompt_id)
+    if entry is not None or prompt_id in server.queued_ids():
         return entry
-    entry = _history_entry(server, prompt_id)
+    entry = server.history_entry(prompt_id)
     if entry is None:
-        raise PromptError(
+        raise PromptLost(
             f"prompt {prompt_id} left the server's queue without running to the end and has no history: "
             "another client deleted it, or the server restarted"
         )
@@ -475,33 +335,31 @@ def _receive(connection) -> Optional[dict]:
         return None
 
 
-def queue_workflow(
-    server_url: str,
+@dataclass
+class PreparedPrompt:
+    """An API prompt ready for one server: inputs set, pictures uploaded."""
+
+    prompt: dict
+    extra_data: Optional[dict] = None
+
+
+def prepare_prompt(
+    server: Server,
+    workflow: dict,
     workflow_path: str,
-    overrides: list[str] = (),
-    out_dir: Optional[str] = "t2c_outputs",
-    timeout: Optional[float] = None,
-    show_progress: bool = True,
-    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+    overrides: list[Override],
     upload_workflow_images: bool = False,
-) -> QueueResult:
-    """Queue a workflow file on a server, wait for it, download its outputs.
+    log: Callable[[str], None] = lambda text: None,
+) -> PreparedPrompt:
+    """The workflow as this server's API prompt, with the overrides set and their pictures uploaded.
 
     Only pictures named by ``--set`` are uploaded (and those named inside the
     workflow with ``upload_workflow_images``); each is listed before it is sent.
-
-    Raises :class:`InputError` for bad arguments, :class:`PromptError` with
-    ComfyUI's message when the server refuses or fails the prompt,
-    :class:`QueueInterrupted` on Ctrl-C (saying what happened on the server),
-    ``TimeoutError`` and ``requests`` errors otherwise.
     """
-    workflow = load_workflow(workflow_path)
-    parsed = [parse_override(text) for text in overrides]
-    server = Server(server_url)
     object_info = server.get_json("/object_info")
     prompt = to_api_prompt(workflow, object_info)
-    apply_overrides(prompt, parsed, object_info)
-    named = {(resolve_node(prompt, o.node), o.input) for o in parsed}
+    apply_overrides(prompt, overrides, object_info)
+    named = {(resolve_node(prompt, o.node), o.input): o.argument for o in overrides}
     base_dirs = (".", os.path.dirname(os.path.abspath(workflow_path)))
     uploads, skipped = plan_uploads(prompt, named, base_dirs, upload_workflow_images)
     for upload in skipped:
@@ -518,22 +376,40 @@ def queue_workflow(
     for upload in uploads:
         log(f"uploaded {upload.path}")
     extra = None
-    if is_ui_workflow(workflow) and not parsed:
+    if is_ui_workflow(workflow) and not overrides:
         extra = {"extra_pnginfo": {"workflow": workflow}}  # saved into PNG outputs, as the editor does
+    return PreparedPrompt(prompt, extra)
+
+
+def run_prompt(
+    server: Server,
+    prepared: PreparedPrompt,
+    out_dir: Optional[str],
+    timeout: Optional[float] = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = lambda text: None,
+    stop: Optional[threading.Event] = None,
+) -> QueueResult:
+    """Queue a prepared prompt, wait for it to end, download its outputs into ``out_dir`` (None: none).
+
+    Raises :class:`PromptError` with ComfyUI's message when the server refuses or
+    fails the prompt, :class:`QueueInterrupted` on Ctrl-C or ``stop`` (saying what
+    happened on the server), ``TimeoutError`` and ``requests`` errors otherwise.
+    """
     client_id = uuid.uuid4().hex
     connection = _connect_websocket(server, client_id)
     try:
         try:
-            prompt_id = submit(server, prompt, client_id, extra)
+            prompt_id = server.submit(prepared.prompt, client_id, prepared.extra_data)
         except KeyboardInterrupt:
             raise QueueInterrupted("interrupted while queueing; the server may or may not have queued the prompt") from None
         log(f"queued prompt {prompt_id} on {server.url}")
         try:
-            entry = wait_for(server, prompt_id, prompt, connection, timeout, show_progress)
+            entry = wait_for(server, prompt_id, prepared.prompt, connection, timeout, show_progress, stop=stop)
         except KeyboardInterrupt:
             raise QueueInterrupted(_cancel_after_ctrl_c(server, prompt_id)) from None
         except TimeoutError as error:
-            raise TimeoutError(f"{error}; {cancel(server, prompt_id)}") from error
+            raise TimeoutError(f"{error}; {server.cancel(prompt_id)}") from error
     finally:
         if connection is not None:
             connection.close()
@@ -551,8 +427,29 @@ def queue_workflow(
     return result
 
 
+def queue_workflow(
+    server_url: str,
+    workflow_path: str,
+    overrides: list[str] = (),
+    out_dir: Optional[str] = "t2c_outputs",
+    timeout: Optional[float] = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+    upload_workflow_images: bool = False,
+) -> QueueResult:
+    """Queue a workflow file on a server, wait for it, download its outputs.
+
+    Raises :class:`ArgumentError` for bad arguments, and what :func:`run_prompt` raises.
+    """
+    workflow = load_workflow(workflow_path)
+    parsed = [parse_override(text) for text in overrides]
+    server = Server(server_url)
+    prepared = prepare_prompt(server, workflow, workflow_path, parsed, upload_workflow_images, log)
+    return run_prompt(server, prepared, out_dir, timeout, show_progress, log)
+
+
 def _cancel_after_ctrl_c(server: Server, prompt_id: str) -> str:
     try:
-        return cancel(server, prompt_id)
+        return server.cancel(prompt_id)
     except KeyboardInterrupt:
         return f"a second Ctrl-C stopped the cancel request: prompt {prompt_id} may still run on the server"

@@ -1,6 +1,6 @@
 """What the queue client sends to a ComfyUI server and fetches from it.
 
-Uploads: only the pictures the user named (``--set``, or all the workflow's
+Uploads: only the pictures the user named (``--set``, ``--batch``, or all the workflow's
 local paths behind an explicit flag), and only files Pillow opens as pictures.
 Downloads: only ``output`` and ``temp`` files, each kept inside ``--out``
 whatever the server names, each written under a partial name and renamed.
@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-from ..kernels.errors import InputError
-from .stages.files import atomic_write
-
-if TYPE_CHECKING:
-    from .api_client import Server
+from ..stages.files import atomic_write
+from .errors import ArgumentError, PromptError
+from .server import Server
+from .workflow_format import node_id_order
 
 # Node classes whose image input names a file in ComfyUI's input folder.
 IMAGE_LOADERS = {"LoadImage": "image", "LoadImageMask": "image", "LoadImageOutput": "image"}
 # Where each kind of server output goes under --out; any other ``type`` is refused.
 OUTPUT_TYPES = {"output": "", "temp": "previews"}
-
-
-class PromptError(Exception):
-    """The server refused the prompt, failed to run it, or answered something unusable."""
-
-
-def node_id_order(node_id: str):
-    """Sort key of node ids: numbers in numeric order, then other ids."""
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -59,19 +49,19 @@ def _check_picture(path: str, where: str) -> None:
         with Image.open(path) as opened:
             opened.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(
+        raise ArgumentError(
             where, f"{path!r} is not a picture Pillow can open ({type(error).__name__}); only pictures "
             "(PNG, JPEG, WebP, ...) are uploaded"
         ) from error
 
 
 def plan_uploads(
-    prompt: dict, named: set[tuple[str, str]], base_dirs: tuple[str, ...] = (".",), include_workflow: bool = False
+    prompt: dict, named: dict[tuple[str, str], str], base_dirs: tuple[str, ...] = (".",), include_workflow: bool = False
 ) -> tuple[list[Upload], list[Upload]]:
     """``(to upload, left alone)``: loader inputs whose value names an existing local file.
 
-    Only values the user named on the command line (``named``: ``(node id, input)``
-    pairs set by ``--set``) are uploaded, unless ``include_workflow`` also allows the
+    Only values the user named on the command line (``named``: ``(node id, input)`` -> the
+    option that set it, ``--set`` or ``--batch``) are uploaded, unless ``include_workflow`` also allows the
     paths written in the workflow file (a shared workflow could name any private
     file). Every file to upload must be a picture Pillow can open.
     """
@@ -86,30 +76,18 @@ def plan_uploads(
         if (node_id, name) not in named and not include_workflow:
             skipped.append(upload)
             continue
-        where = f"--set {node_id}.{name}" if (node_id, name) in named else f"workflow node {node_id}.{name}"
+        option = named.get((node_id, name), "workflow node")
+        where = f"{option} {node_id}.{name}"
         _check_picture(local, where)
         uploads.append(upload)
     return uploads, skipped
 
 
-def upload_pictures(server: "Server", prompt: dict, uploads: list[Upload]) -> None:
+def upload_pictures(server: Server, prompt: dict, uploads: list[Upload]) -> None:
     """Send each planned picture to the server's input folder and point its node at the upload."""
     for upload in uploads:
-        with open(upload.path, "rb") as handle:
-            response = server.session.post(
-                server.url + "/upload/image",
-                files={"image": (os.path.basename(upload.path), handle, "application/octet-stream")},
-                data={"type": "input"},
-                timeout=server.request_timeout,
-            )
-        if response.status_code != 200:
-            raise PromptError(
-                f"uploading {upload.path!r} for node {upload.node_id} failed: HTTP {response.status_code} "
-                f"{response.text}"
-            )
-        answer = response.json()
-        name = answer["name"]
-        prompt[upload.node_id]["inputs"][upload.input] = f"{answer['subfolder']}/{name}" if answer.get("subfolder") else name
+        stored = server.upload_picture(upload.path, f"node {upload.node_id}")
+        prompt[upload.node_id]["inputs"][upload.input] = stored
 
 
 # --- downloads -------------------------------------------------------------------------------
@@ -161,7 +139,7 @@ def download_target(entry: dict, out_dir: str) -> str:
     return target
 
 
-def download_outputs(server: "Server", history_entry: dict, out_dir: str) -> list[str]:
+def download_outputs(server: Server, history_entry: dict, out_dir: str) -> list[str]:
     """Fetch every output file via ``/view``: outputs into ``out_dir``, previews into ``out_dir/previews``.
 
     Every entry is checked before anything is fetched, so a hostile entry writes nothing.
@@ -170,9 +148,7 @@ def download_outputs(server: "Server", history_entry: dict, out_dir: str) -> lis
     targets = [download_target(entry, out_dir) for entry in entries]
     written = []
     for entry, target in zip(entries, targets):
-        params = {"filename": entry["filename"], "subfolder": entry.get("subfolder", ""), "type": entry.get("type", "output")}
-        response = server.session.get(server.url + "/view", params=params, timeout=server.request_timeout, stream=True)
-        response.raise_for_status()
+        response = server.view(entry)
         with atomic_write(target) as partial:
             with open(partial, "wb") as handle:
                 for chunk in response.iter_content(1 << 20):
