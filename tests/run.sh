@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup_env.sh
 .venv/bin/python -P tests/print_versions.py
-exec .venv/bin/python -P -m pytest -q tests "$@"
+exec .venv/bin/python -P -m pytest -q --durations=10 tests "$@"
