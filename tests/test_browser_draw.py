@@ -7,7 +7,7 @@ motion is measurable), and the written frames are measured: each region moves wi
 its arrow and the anchor's pixels are the same in every frame.
 
 Before any run, the canvas shows the picture of the node upstream: the template's example picture,
-then a LoadImage connected in its place.
+then a LoadImage connected in its place; and the example picture in Nodes 2.0 (Vue nodes) too.
 """
 
 from __future__ import annotations
@@ -193,6 +193,22 @@ def test_the_canvas_shows_the_upstream_picture_before_any_run(editor):
     )
     assert canvas_difference(page, texture) < 0.08, version
     assert canvas_difference(page, lake) > 0.16  # it did change
+
+
+VUE_NODES = "async on => { await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on); }"
+
+
+def test_nodes_2_0_canvas_shows_the_upstream_picture_before_any_run(editor):
+    version, _, page = editor
+    lake = torch.from_numpy(np.array(Image.open(Path(REPO, "workflows", "assets", "lake.png")).convert("RGB")))
+    page.evaluate(VUE_NODES, True)  # a server setting: set back below for the other tests
+    try:
+        assert editor_page.load(page, template_with_empty_drawing()) == []
+        in_vue_node = "() => document.querySelector('.t2c-drawing-canvas')?.closest('[data-node-id]') != null"
+        assert page.evaluate(in_vue_node), version  # the canvas sits in a Nodes 2.0 (Vue) node
+        assert canvas_difference(page, lake) < 0.08, version
+    finally:
+        page.evaluate(VUE_NODES, False)
 
 
 def test_undo_and_clear(editor):
