@@ -30,12 +30,16 @@ def test_zero_outside_strongest_inside_tapering_at_the_edge():
 
 def test_edge_distance_is_the_euclidean_distance_to_the_nearest_outside_pixel():
     generator = torch.Generator().manual_seed(4)
-    region = torch.rand(23, 31, generator=generator) < 0.8
-    outside = (~region).nonzero().float()  # [K, 2] rows, cols
+    scattered = torch.rand(23, 31, generator=generator) < 0.8
+    middle, at_edges = torch.zeros(23, 31, dtype=torch.bool), torch.zeros(23, 31, dtype=torch.bool)
+    middle[5:15, 8:20] = scattered[5:15, 8:20]
+    at_edges[:12, 10:] = scattered[:12, 10:]  # runs off the top and the right
     pixels = torch.cartesian_prod(torch.arange(23.0), torch.arange(31.0))
-    brute = torch.cdist(pixels, outside).min(dim=1).values.view(23, 31)
-    assert torch.allclose(edge_distance(region), brute.float())
+    for region in (scattered, middle, at_edges):
+        brute = torch.cdist(pixels, (~region).nonzero().float()).min(dim=1).values.view(23, 31)
+        assert torch.allclose(edge_distance(region), brute)
     assert torch.equal(edge_distance(torch.ones(4, 5, dtype=torch.bool)), torch.full((4, 5), math.inf))
+    assert torch.equal(edge_distance(torch.zeros(4, 5, dtype=torch.bool)), torch.zeros(4, 5))
 
 
 def test_taper_is_round_and_does_not_stop_at_the_picture_edge():
