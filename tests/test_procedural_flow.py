@@ -8,7 +8,7 @@ import torch
 from text2cinemagraph.kernels import InputError
 from text2cinemagraph.kernels.morphology import edge_distance
 from text2cinemagraph.nodes.stages.directions import angle_to_phrase, parse_direction_spec
-from text2cinemagraph.nodes.stages.procedural_flow import flow_speed, procedural_flow, taper_profile
+from text2cinemagraph.nodes.stages.procedural_flow import flow_speed, flow_to_rgb, procedural_flow, taper_profile
 
 
 def rectangle(size=80, top=20, bottom=70, left=10, right=60):
@@ -55,6 +55,15 @@ def test_taper_is_round_and_does_not_stop_at_the_picture_edge():
 def test_flow_speed_is_the_norm_over_the_two_channels():
     flow = torch.randn(3, 2, 5, 7, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(flow_speed(flow), flow.norm(dim=1))
+
+
+def test_the_preview_colours_only_the_moving_pixels_as_torchvision_colours_the_whole_flow():
+    from torchvision.utils import flow_to_image
+
+    flow, _ = procedural_flow(rectangle(), "30", 0.5, "generic", 1)
+    expected = flow_to_image(flow).permute(1, 2, 0).float() / 255.0
+    assert torch.equal(flow_to_rgb(flow), expected)
+    assert torch.equal(flow_to_rgb(torch.zeros(2, 4, 5)), torch.ones(4, 5, 3))
 
 
 def test_flow_varies_smoothly_but_is_not_a_rigid_sheet():
