@@ -104,7 +104,8 @@ class DrawingCanvas {
     file.style.display = "none";
     file.addEventListener("change", () => file.files[0] && this.loadFile(file.files[0]));
     bar.append(file);
-    button("Picture", "Draw on a picture from this computer (the connected Load Image or example shows by itself; a run shows any)", () => file.click());
+    const hint = "Draw on a picture from this computer (a connected Load Image or example shows by itself)";
+    button("Picture", hint, () => file.click());
     return bar;
   }
 
