@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional
@@ -39,6 +40,29 @@ def comfy_attribute(module: str, name: str) -> Any:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as error:
         raise ComfyUIVersionError(f"{module}.{name}") from error
+
+
+# --- the server -----------------------------------------------------------------------
+
+
+def serve_files(route: str, find: Callable[[str], Optional[str]]) -> bool:
+    """In a running ComfyUI server, answer ``GET route?name=NAME`` (and ``/api`` + route) with the file
+    ``find(NAME)``, or 404 when it returns None. False (and nothing done) outside a server.
+
+    The server module is looked up, not imported: ComfyUI's ``main.py`` has imported it and created
+    ``PromptServer.instance`` before it loads node packs, and it adds their routes after.
+    """
+    instance = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
+    if instance is None:
+        return False
+    from aiohttp import web  # a ComfyUI requirement
+
+    async def answer(request):
+        path = find(request.query.get("name", ""))
+        return web.FileResponse(path) if path else web.Response(status=404, text="no such file")
+
+    instance.routes.get(route)(answer)
+    return True
 
 
 # --- progress and interrupt ------------------------------------------------------------

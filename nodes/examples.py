@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .stages.pictures import load_mask, load_picture
-from ._comfy import CATEGORY
+from ._comfy import CATEGORY, serve_files
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", "assets")
 
@@ -14,6 +14,12 @@ EXAMPLES = {
     "lake": ("lake.png", "lake_mask.png"),
     "lake_painting": ("t2c_painting.png", "lake_mask.png"),  # the same scene as an oil painting
 }
+PICTURE_ROUTE = "/t2c/example_picture"  # ?name=<example>: what MotionBrush's canvas shows before a run
+
+
+def example_picture(name: str) -> str | None:
+    """Path of the example's picture, or None for an unknown name."""
+    return os.path.join(ASSETS, EXAMPLES[name][0]) if name in EXAMPLES else None
 
 
 class T2CExampleImage:
@@ -40,7 +46,9 @@ class T2CExampleImage:
         }
 
     def load(self, example):
-        picture_file, mask_file = EXAMPLES[example]
-        image, _ = load_picture(os.path.join(ASSETS, picture_file), "example")
-        mask = load_mask(os.path.join(ASSETS, mask_file), "example")
+        image, _ = load_picture(example_picture(example), "example")
+        mask = load_mask(os.path.join(ASSETS, EXAMPLES[example][1]), "example")
         return (image.unsqueeze(0), mask.unsqueeze(0))
+
+
+serve_files(PICTURE_ROUTE, example_picture)

@@ -23,7 +23,8 @@ class MotionBrush:
         "Motion you draw on the picture: drag arrows along the water (direction and length set the local "
         "direction and speed), shift-click (or the anchor mode) to pin points that must not move, and "
         "optionally paint the moving region. Arrows act only on the connected part of the region they lie in, "
-        "so rivers can flow different ways in one picture. Run once to show the connected picture on the node. "
+        "so rivers can flow different ways in one picture. The node shows the picture connected from Load Image "
+        "or the example node (or, after a run, any picture). "
         "The drawing is JSON in the 'drawing' widget (schema in the README), so API users can send the same."
     )
     CATEGORY = CATEGORY

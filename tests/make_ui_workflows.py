@@ -75,7 +75,7 @@ NOTES = {
     "draw_motion": (
         "No model needed: queue as is: the sky drifts right, the lake flows left, the red anchor stays still.",
         "On T2C Motion Brush drag arrows along the motion; shift-click pins a point; Region paints what moves.",
-        "After a run the node shows the picture to draw on; Undo and Clear are on its toolbar.",
+        "The node shows the connected picture to draw on, before any run; Undo and Clear are on its toolbar.",
     ),
 }
 NOTE_SIZE = [560, 110]

@@ -5,6 +5,9 @@ opposite arrows drawn and an anchor shift-clicked with Playwright's mouse, on th
 (web/js/motion_brush.js). The editor's prompt is then run on a textured picture (uploaded, so the
 motion is measurable), and the written frames are measured: each region moves within 10 degrees of
 its arrow and the anchor's pixels are the same in every frame.
+
+Before any run, the canvas shows the picture of the node upstream: the template's example picture,
+then a LoadImage connected in its place; and the example picture in Nodes 2.0 (Vue nodes) too.
 """
 
 from __future__ import annotations
@@ -33,6 +36,30 @@ CANVAS_GEOMETRY = """() => {
     const canvas = document.querySelector('.t2c-drawing-canvas');
     const rect = canvas.getBoundingClientRect();
     return [rect.x, rect.y, rect.width, canvas.clientWidth, canvas.clientHeight];
+}"""
+# The canvas's colours at 7 x 7 points of the drawing (0..1), once it holds a picture; null before.
+CANVAS_SAMPLES = """() => {
+    const node = app.graph._nodes.find(n => n.type === 'MotionBrush');
+    const view = node.t2cDrawing;
+    if (!view.picture || !view.canvas.clientWidth) return null;
+    const { scale, left, top } = view.frame();
+    const { width, height } = view.drawing;
+    const ratio = view.canvas.width / view.canvas.clientWidth;
+    const ctx = view.canvas.getContext('2d');
+    const samples = [];
+    for (let i = 1; i < 8; i++) for (let j = 1; j < 8; j++) {
+        const x = width * i / 8, y = height * j / 8;
+        const at = [Math.round((left + x * scale) * ratio), Math.round((top + y * scale) * ratio)];
+        samples.push([x / width, y / height, ...[...ctx.getImageData(...at, 1, 1).data].slice(0, 3).map(v => v / 255)]);
+    }
+    return samples;
+}"""
+CONNECT_LOAD_IMAGE = """name => {
+    const brush = app.graph._nodes.find(n => n.type === 'MotionBrush');
+    const loader = LiteGraph.createNode('LoadImage');
+    app.graph.add(loader);
+    loader.widgets.find(w => w.name === 'image').value = name;
+    loader.connect(0, brush, brush.inputs.findIndex(i => i.name === 'image'));
 }"""
 DRAWING_VALUE = """() => app.graph._nodes.find(n => n.type === 'MotionBrush')
     .widgets.find(w => w.name === 'drawing').value"""
@@ -140,6 +167,48 @@ def test_arrows_and_an_anchor_drawn_with_the_mouse_move_the_server_output(editor
     assert held.sum() > 500
     for frame in video:
         assert torch.equal(frame[held], video[0][held])
+
+
+def canvas_difference(page, picture: torch.Tensor) -> float:
+    """Mean absolute difference (0..1) between the canvas and ``picture [H, W, 3]`` uint8 at 49 points."""
+    page.wait_for_function(CANVAS_SAMPLES, timeout=10_000)
+    height, width = picture.shape[:2]
+    differences = []
+    for u, v, *rgb in page.evaluate(CANVAS_SAMPLES):
+        expected = picture[int(v * height), int(u * width)].float() / 255.0
+        differences.append((torch.tensor(rgb) - expected).abs().mean())
+    return float(torch.stack(differences).mean())
+
+
+def test_the_canvas_shows_the_upstream_picture_before_any_run(editor):
+    version, server, page = editor
+    texture = upload_texture(server)
+    lake = torch.from_numpy(np.array(Image.open(Path(REPO, "workflows", "assets", "lake.png")).convert("RGB")))
+    assert editor_page.load(page, template_with_empty_drawing()) == []
+    # The canvas shows the 512 px picture at about 300 px: the texture's fine detail blurs a little.
+    assert canvas_difference(page, lake) < 0.08, version  # T2CExampleImage's picture, no run
+    page.evaluate(CONNECT_LOAD_IMAGE, TEXTURE)
+    page.wait_for_function(
+        "() => app.graph._nodes.find(n => n.type === 'MotionBrush').t2cDrawing.picture?.src.includes('t2c_draw')"
+    )
+    assert canvas_difference(page, texture) < 0.08, version
+    assert canvas_difference(page, lake) > 0.16  # it did change
+
+
+VUE_NODES = "async on => { await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on); }"
+
+
+def test_nodes_2_0_canvas_shows_the_upstream_picture_before_any_run(editor):
+    version, _, page = editor
+    lake = torch.from_numpy(np.array(Image.open(Path(REPO, "workflows", "assets", "lake.png")).convert("RGB")))
+    page.evaluate(VUE_NODES, True)  # a server setting: set back below for the other tests
+    try:
+        assert editor_page.load(page, template_with_empty_drawing()) == []
+        in_vue_node = "() => document.querySelector('.t2c-drawing-canvas')?.closest('[data-node-id]') != null"
+        assert page.evaluate(in_vue_node), version  # the canvas sits in a Nodes 2.0 (Vue) node
+        assert canvas_difference(page, lake) < 0.08, version
+    finally:
+        page.evaluate(VUE_NODES, False)
 
 
 def test_undo_and_clear(editor):

@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -33,6 +34,18 @@ def test_node_is_registered_with_description_category_and_tooltips(object_info, 
     assert inputs
     for name, spec in inputs.items():
         assert len(spec) > 1 and spec[1].get("tooltip"), f"{node}.{name} has no tooltip"
+
+
+def test_the_example_pictures_are_served_for_the_drawing_canvas(comfy_server):
+    import requests
+
+    for prefix in ("", "/api"):  # the newer frontends ask under /api
+        response = requests.get(f"{comfy_server.url}{prefix}/t2c/example_picture", params={"name": "lake"}, timeout=60)
+        assert response.status_code == 200
+        assert response.content == Path(REPO, "workflows", "assets", "lake.png").read_bytes()
+    for name in ("nothing", "../../README.md", ""):
+        response = requests.get(f"{comfy_server.url}/t2c/example_picture", params={"name": name}, timeout=60)
+        assert response.status_code == 404
 
 
 def test_custom_types_connect_only_to_their_kind(object_info):

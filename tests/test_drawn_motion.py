@@ -9,7 +9,16 @@ import torch.nn.functional as F
 
 from motion_measure import angle_of, mean_motion, smooth_texture
 from text2cinemagraph.kernels import InputError, euler_integrate
-from text2cinemagraph.nodes.stages.drawn_motion import anchor_disks, drawn_flow, parse_drawing
+from text2cinemagraph.nodes.stages.drawn_motion import (
+    MAX_ENTRIES,
+    Anchor,
+    anchor_disks,
+    arrow_samples,
+    blurred_average,
+    draw_arrows,
+    drawn_flow,
+    parse_drawing,
+)
 from text2cinemagraph.nodes.stages.frames import render_pixel_frames
 
 SIZE = 128
@@ -100,6 +109,83 @@ def test_painted_region_strokes_replace_a_mask():
 def test_an_arrow_acts_only_on_its_own_part_of_the_region():
     flow, _ = drawn_flow(parse_drawing(drawing_json(arrows=(TOP_ARROW,), anchors=())), two_bands(), 1.0)
     assert flow[:, 64:].abs().max() == 0 and flow[0, 32, 64] > 0.5
+
+
+def exact_average(points: torch.Tensor, values: torch.Tensor, sigma: float, height: int, width: int):
+    """``[2, H, W]`` Nadaraya-Watson average at every pixel centre, sample by sample (the oracle)."""
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    targets = torch.stack((xs.flatten(), ys.flatten()), 1).double()
+    logits = -torch.cdist(targets, points).square() / (2.0 * sigma * sigma)
+    return (torch.softmax(logits, dim=1) @ values).T.reshape(2, height, width)
+
+
+@pytest.mark.parametrize("height, width", [(96, 128), (20, 400), (300, 200)])
+def test_the_ratio_of_blurred_grids_is_the_gaussian_average_of_the_samples(height, width):
+    generator = torch.Generator().manual_seed(5)
+    arrows = []
+    for _ in range(6):  # in the left 30 %, every way
+        x0, y0 = (torch.rand(2, generator=generator) * torch.tensor([0.3 * width, height])).tolist()
+        turn, length = float(torch.rand(1, generator=generator)) * 2 * math.pi, 0.3 * min(height, width)
+        x1, y1 = min(max(x0 + length * math.cos(turn), 0), width), min(max(y0 - length * math.sin(turn), 0), height)
+        arrows.append({"x0": x0, "y0": y0, "x1": x1, "y1": y1})
+    drawing = parse_drawing(drawing_json(arrows=arrows, anchors=(), size=(width, height)))
+    sigma = 0.08 * min(height, width)
+    points, values = arrow_samples(drawing.arrows, max(1.0, sigma / 4), 1.0)
+    got = blurred_average(points, values, sigma, (slice(0, height), slice(0, width)))
+    error = (got - exact_average(points, values, sigma, height, width)).norm(dim=0)
+    # The 20x400 strip's right end lies 150 sigma from every sample: exp underflows there unless scaled.
+    assert torch.isfinite(got).all() and got.norm(dim=0).max() <= 1.0 + 1e-9
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    pixels = torch.stack((xs.flatten(), ys.flatten()), 1).double()
+    close = (torch.cdist(pixels, points).min(dim=1).values < 2 * sigma).view(height, width)
+    assert error[close].max() < 0.02  # px/frame for arrows of 1 px/frame: within 2 sigma of a sample
+    assert error.mean() < 0.005 and error.max() < 0.1  # farther, where the nearest arrows take over
+
+
+def test_thousands_of_arrows_keep_speeds_directions_and_still_parts():
+    generator = torch.Generator().manual_seed(6)
+    count = MAX_ENTRIES  # the most a drawing may hold
+    x0, y0 = torch.rand(count, generator=generator) * 100 + 8, torch.rand(count, generator=generator) * 40 + 12
+    length = torch.rand(count, generator=generator) * 12 + 2
+    angle = (torch.rand(count, generator=generator) - 0.5) * math.radians(40)  # -20 .. 20 degrees
+    arrows = [
+        {"x0": a, "y0": b, "x1": a + n * math.cos(t), "y1": b - n * math.sin(t)}
+        for a, b, n, t in zip(x0.tolist(), y0.tolist(), length.tolist(), angle.tolist())
+    ]
+    flow, _ = drawn_flow(parse_drawing(drawing_json(arrows=arrows, anchors=())), two_bands(), speed=2.0)
+    speed = flow.norm(dim=0)
+    assert speed.max() <= 2.0 * (1 + 1e-6)  # no speed above the longest arrow's
+    assert flow[:, 64:].abs().max() == 0  # the bottom band has no arrow: still
+    moving = speed > 1e-3
+    assert moving[8:56, 6:122].float().mean() > 0.9
+    angles = torch.rad2deg(torch.atan2(-flow[1], flow[0]))[moving]
+    assert angles.abs().max() <= 20.0 + 1e-3  # no direction that no arrow has
+
+
+def test_preview_draws_every_arrow_however_many():
+    generator = torch.Generator().manual_seed(7)
+    starts = torch.rand(500, 2, generator=generator) * 100 + 10
+    arrows = [{"x0": x, "y0": y, "x1": x + 8, "y1": y} for x, y in starts.tolist()]
+    drawing = parse_drawing(drawing_json(arrows=arrows, anchors=()))
+    preview = draw_arrows(torch.ones(SIZE, SIZE, 3), drawing)
+    ink = (preview == 0).all(dim=-1)
+    middles = starts + torch.tensor([4.0, 0.0])
+    assert ink[middles[:, 1].long(), middles[:, 0].long()].all()
+    points, _ = arrow_samples(drawing.arrows, 1.0, 1.0)
+    near = anchor_disks(tuple(Anchor(x, y, 8.0) for x, y in points.tolist()), SIZE, SIZE)
+    assert not ink[~near].any()  # nothing drawn farther than a head's length from a shaft
+
+
+def test_drawings_too_large_or_too_deep_name_the_widget():
+    for text in ("[" * 100_000 + "]" * 100_000, '{"arrows": ' * 100_000 + "1" + "}" * 100_000):
+        with pytest.raises(InputError, match="^drawing: is nested too deeply"):
+            parse_drawing(text)
+    too_many = drawing_json(arrows=[TOP_ARROW] * (MAX_ENTRIES + 1))
+    with pytest.raises(InputError, match=f"^drawing: has {MAX_ENTRIES + 1} arrows; at most {MAX_ENTRIES}"):
+        parse_drawing(too_many)
+    stroke = {"points": [[10, 30]] * (MAX_ENTRIES // 2 + 1), "radius": 4}
+    with pytest.raises(InputError, match="^drawing: has .* region points"):
+        parse_drawing(drawing_json(regions=[stroke, stroke]))
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from text2cinemagraph.kernels import InputError
+from text2cinemagraph.kernels.morphology import edge_distance
 from text2cinemagraph.nodes.stages.directions import angle_to_phrase, parse_direction_spec
-from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
+from text2cinemagraph.nodes.stages.procedural_flow import flow_speed, flow_to_rgb, procedural_flow, taper_profile
 
 
 def rectangle(size=80, top=20, bottom=70, left=10, right=60):
@@ -25,6 +26,44 @@ def test_zero_outside_strongest_inside_tapering_at_the_edge():
     assert centre > 0.3 and edge < 0.25 * centre
     row = speed[45, 10:60]
     assert bool((row[1:6] - row[:5] >= 0).all())  # rising from the left edge inwards
+
+
+def test_edge_distance_is_the_euclidean_distance_to_the_nearest_outside_pixel():
+    generator = torch.Generator().manual_seed(4)
+    scattered = torch.rand(23, 31, generator=generator) < 0.8
+    middle, at_edges = torch.zeros(23, 31, dtype=torch.bool), torch.zeros(23, 31, dtype=torch.bool)
+    middle[5:15, 8:20] = scattered[5:15, 8:20]
+    at_edges[:12, 10:] = scattered[:12, 10:]  # runs off the top and the right
+    pixels = torch.cartesian_prod(torch.arange(23.0), torch.arange(31.0))
+    for region in (scattered, middle, at_edges):
+        brute = torch.cdist(pixels, (~region).nonzero().float()).min(dim=1).values.view(23, 31)
+        assert torch.allclose(edge_distance(region), brute)
+    assert torch.equal(edge_distance(torch.ones(4, 5, dtype=torch.bool)), torch.full((4, 5), math.inf))
+    assert torch.equal(edge_distance(torch.zeros(4, 5, dtype=torch.bool)), torch.zeros(4, 5))
+
+
+def test_taper_is_round_and_does_not_stop_at_the_picture_edge():
+    radius = torch.cartesian_prod(torch.arange(121.0), torch.arange(121.0)).sub(60.0).norm(dim=1).view(121, 121)
+    profile = taper_profile(radius <= 50, 16)
+    across, diagonal = profile[60, 60 + 42], profile[60 + 30, 60 + 30]  # 42 and 42.4 px from the centre
+    assert 0.3 < across < 0.7 and abs(across - diagonal) < 0.1  # counting 3x3 erosions gave 0.45 and 0.27
+    bottom = torch.zeros(40, 40, dtype=torch.bool)
+    bottom[20:] = True
+    assert torch.equal(taper_profile(bottom, 4)[-1], torch.ones(40))  # the frame's edge is not the mask's
+
+
+def test_flow_speed_is_the_norm_over_the_two_channels():
+    flow = torch.randn(3, 2, 5, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(flow_speed(flow), flow.norm(dim=1))
+
+
+def test_the_preview_colours_only_the_moving_pixels_as_torchvision_colours_the_whole_flow():
+    from torchvision.utils import flow_to_image
+
+    flow, _ = procedural_flow(rectangle(), "30", 0.5, "generic", 1)
+    expected = flow_to_image(flow).permute(1, 2, 0).float() / 255.0
+    assert torch.equal(flow_to_rgb(flow), expected)
+    assert torch.equal(flow_to_rgb(torch.zeros(2, 4, 5)), torch.ones(4, 5, 3))
 
 
 def test_flow_varies_smoothly_but_is_not_a_rigid_sheet():

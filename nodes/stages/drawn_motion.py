@@ -25,7 +25,9 @@ Gaussian weights (width ``sigma_fraction`` of the shorter side). Being a convex
 combination it never overshoots (no speed above the longest arrow's, no
 direction no arrow has, unlike thin-plate or RBF interpolation), it is smooth,
 it needs no solver (harmonic interpolation would), and far from every arrow it
-follows the nearest ones. Arrows act only on the connected part of the region
+follows the nearest ones. It is computed as the ratio of two blurred grids
+(:func:`blurred_average`), in time that grows with the pixels, not with pixels
+times arrows. Arrows act only on the connected part of the region
 they lie in, so separate parts move in different directions without a batch of
 masks. Anchors are cut out of the moving region with a guard ring as wide as
 the renderer's reach (:func:`.frames.animated_region`), so their pixels are
@@ -43,11 +45,13 @@ import torch
 from torch import Tensor
 
 from ...kernels.errors import InputError
-from .procedural_flow import MAX_SPEED, FlowSettings, taper_profile
+from ...kernels.morphology import edge_distance
+from .procedural_flow import MAX_SPEED, FlowSettings, flow_speed, taper_profile
 
 WIDGET = "drawing"
 SCHEMA_VERSION = 1
 ASPECT_TOLERANCE = 0.02  # relative; previews are resized with rounding
+MAX_ENTRIES = 20_000  # arrows, anchors and region points each (README); bounds the time of one flow
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,13 @@ def _entries(data: dict, key: str) -> list[dict]:
     entries = data.get(key, [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise InputError(WIDGET, f"'{key}' must be a list of objects, got {entries!r:.80}")
+    _check_count(len(entries), key)
     return entries
+
+
+def _check_count(count: int, what: str) -> None:
+    if count > MAX_ENTRIES:
+        raise InputError(WIDGET, f"has {count} {what}; at most {MAX_ENTRIES} are read: draw fewer, longer ones")
 
 
 def _arrow(entry: dict, i: int, width: float, height: float) -> Arrow:
@@ -162,12 +172,24 @@ def _stroke(entry: dict, i: int) -> Stroke:
     return Stroke(xy, _number(entry.get("radius"), f"{where}: radius", positive=True), bool(entry.get("erase", False)))
 
 
+def _strokes(entries: list[dict]) -> tuple[Stroke, ...]:
+    strokes, total = [], 0
+    for i, entry in enumerate(entries):
+        points = entry.get("points")
+        total += len(points) if isinstance(points, list) else 0
+        _check_count(total, "region points")
+        strokes.append(_stroke(entry, i))
+    return tuple(strokes)
+
+
 def parse_drawing(text: str) -> Drawing:
     """A :class:`Drawing` from the widget's JSON, or an :class:`InputError` naming the widget."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, TypeError) as error:
         raise InputError(WIDGET, f"is not valid JSON ({error}); draw on the node or send the schema in the README")
+    except RecursionError:
+        raise InputError(WIDGET, "is nested too deeply to be a drawing; send the schema in the README") from None
     if not isinstance(data, dict):
         raise InputError(WIDGET, f"must be a JSON object with version, width, height and arrows, got {text!r:.60}")
     if data.get("version") != SCHEMA_VERSION:
@@ -176,7 +198,7 @@ def parse_drawing(text: str) -> Drawing:
     height = _number(data.get("height"), "height", positive=True)
     arrows = tuple(_arrow(e, i, width, height) for i, e in enumerate(_entries(data, "arrows")))
     anchors = tuple(_anchor(e, i, width, height) for i, e in enumerate(_entries(data, "anchors")))
-    regions = tuple(_stroke(e, i) for i, e in enumerate(_entries(data, "regions")))
+    regions = _strokes(_entries(data, "regions"))
     if not arrows:
         held = f"has {len(anchors)} anchor(s) but no arrow" if anchors else "has no arrow"
         raise InputError(WIDGET, f"{held}: drag on the picture to draw at least one arrow along the motion")
@@ -185,10 +207,23 @@ def parse_drawing(text: str) -> Drawing:
 
 # --- geometry -----------------------------------------------------------------------------------
 
+Box = tuple[slice, slice]  # rows, columns
 
-def _pixel_grid(height: int, width: int) -> tuple[Tensor, Tensor]:
-    """``(x, y)`` pixel-centre coordinates ``[H, W]`` each (pixel (0, 0) covers [0, 1]^2)."""
-    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+
+def _box(shape: tuple[int, int], xs: tuple[float, ...], ys: tuple[float, ...], reach: float) -> Box:
+    """The pixels whose centres may lie within ``reach`` of the points ``(xs, ys)``' bounding box."""
+
+    def span(low: float, high: float, size: int) -> slice:
+        start, stop = math.floor(low - reach), math.ceil(high + reach)
+        return slice(min(max(start, 0), size), min(max(stop, 0), size))
+
+    return span(min(ys), max(ys), shape[0]), span(min(xs), max(xs), shape[1])
+
+
+def _centres(box: Box) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` pixel-centre coordinates ``[h, w]`` each of the pixels in ``box`` (pixel (0, 0) covers [0, 1]^2)."""
+    rows, cols = (torch.arange(s.start, s.stop) + 0.5 for s in box)
+    ys, xs = torch.meshgrid(rows, cols, indexing="ij")
     return xs, ys
 
 
@@ -201,17 +236,30 @@ def segment_distance(xs: Tensor, ys: Tensor, a: tuple[float, float], b: tuple[fl
     return torch.hypot(xs - (a[0] + t * dx), ys - (a[1] + t * dy))
 
 
+def _near_segment(shape: tuple[int, int], a: tuple[float, float], b: tuple[float, float], radius: float):
+    """``(box, [h, w] bool)``: the pixels of ``box`` whose centres lie within ``radius`` of the segment ``a``-``b``."""
+    box = _box(shape, (a[0], b[0]), (a[1], b[1]), radius)
+    return box, segment_distance(*_centres(box), a, b) <= radius
+
+
+def _from_point(shape: tuple[int, int], x: float, y: float, reach: float) -> tuple[Box, Tensor]:
+    """``(box, [h, w])``: the box of pixels within ``reach`` of ``(x, y)`` and their centres' distances to it."""
+    box = _box(shape, (x,), (y,), reach)
+    xs, ys = _centres(box)
+    return box, torch.hypot(xs - x, ys - y)
+
+
 def paint_regions(mask: Tensor, strokes: tuple[Stroke, ...]) -> Tensor:
     """``[H, W]`` bool: ``mask`` with the brush strokes painted in (or erased), in order."""
-    height, width = mask.shape
-    xs, ys = _pixel_grid(height, width)
     region = mask.clone()
     for stroke in strokes:
         points = stroke.points if len(stroke.points) > 1 else stroke.points * 2
-        covered = torch.zeros_like(region)
         for a, b in zip(points[:-1], points[1:]):
-            covered |= segment_distance(xs, ys, a, b) <= stroke.radius
-        region = region & ~covered if stroke.erase else region | covered
+            box, near = _near_segment(region.shape, a, b, stroke.radius)
+            if stroke.erase:
+                region[box] &= ~near
+            else:
+                region[box] |= near
     return region
 
 
@@ -227,19 +275,35 @@ def anchor_guard(speed: float) -> float:
 
 def anchor_disks(anchors: tuple[Anchor, ...], height: int, width: int, extra: float = 0.0) -> Tensor:
     """``[H, W]`` bool: pixels within ``radius + extra`` of an anchor."""
-    xs, ys = _pixel_grid(height, width)
     held = torch.zeros(height, width, dtype=torch.bool)
     for anchor in anchors:
-        held |= torch.hypot(xs - anchor.x, ys - anchor.y) <= anchor.radius + extra
+        box, distance = _from_point((height, width), anchor.x, anchor.y, anchor.radius + extra)
+        held[box] |= distance <= anchor.radius + extra
     return held
 
 
-def label_parts(region: Tensor) -> tuple[Tensor, int]:
-    """``([H, W] int64 labels, count)``: 8-connected parts of ``region``, 0 = outside."""
+def label_parts(region: Tensor) -> tuple[Tensor, list[Box]]:
+    """``([H, W] int64 labels, boxes)``: 8-connected parts of ``region`` (0 = outside); part ``i``
+    lies in ``boxes[i - 1]``."""
     from scipy import ndimage  # a dependency of scikit-learn, which the pack requires
 
-    labels, count = ndimage.label(region.numpy(), structure=[[1, 1, 1], [1, 1, 1], [1, 1, 1]])
-    return torch.from_numpy(labels).long(), int(count)
+    labels, _ = ndimage.label(region.numpy(), structure=[[1, 1, 1], [1, 1, 1], [1, 1, 1]])
+    return torch.from_numpy(labels).long(), ndimage.find_objects(labels)
+
+
+def _arrow_ends(arrows: tuple[Arrow, ...]) -> Tensor:
+    """``[A, 4]`` float64 ``(x0, y0, x1, y1)`` of each arrow."""
+    return torch.tensor([(a.x0, a.y0, a.x1, a.y1) for a in arrows], dtype=torch.float64)
+
+
+def segment_points(starts: Tensor, ends: Tensor, spacing: float) -> tuple[Tensor, Tensor]:
+    """``(points [N, 2], owner [N])``: points at most ``spacing`` apart along each segment from
+    ``starts [S, 2]`` to ``ends [S, 2]``, both ends included; ``owner`` is each point's segment."""
+    shaft = ends - starts
+    counts = ((torch.hypot(shaft[:, 0], shaft[:, 1]) / spacing).ceil().long() + 1).clamp(min=2)
+    owner = torch.repeat_interleave(counts)
+    step = (torch.arange(owner.numel()) - (counts.cumsum(0) - counts)[owner]).double()
+    return starts[owner] + (step / (counts[owner] - 1))[:, None] * shaft[owner], owner
 
 
 def arrow_samples(arrows: tuple[Arrow, ...], spacing: float, speed: float) -> tuple[Tensor, Tensor]:
@@ -248,37 +312,76 @@ def arrow_samples(arrows: tuple[Arrow, ...], spacing: float, speed: float) -> tu
     Every arrow is sampled at most ``spacing`` apart; its velocity points along
     it, the longest arrow's at ``speed`` and the others' in proportion.
     """
-    longest = max(a.length for a in arrows)
-    points, velocities = [], []
-    for arrow in arrows:
-        count = max(2, math.ceil(arrow.length / spacing) + 1)
-        t = torch.linspace(0.0, 1.0, count, dtype=torch.float64)
-        points.append(torch.stack((arrow.x0 + t * (arrow.x1 - arrow.x0), arrow.y0 + t * (arrow.y1 - arrow.y0)), 1))
-        velocity = torch.tensor([arrow.x1 - arrow.x0, arrow.y1 - arrow.y0], dtype=torch.float64) * (speed / longest)
-        velocities.append(velocity.expand(count, 2))
-    return torch.cat(points), torch.cat(velocities)
+    ends = _arrow_ends(arrows)
+    points, owner = segment_points(ends[:, :2], ends[:, 2:], spacing)
+    shaft = ends[:, 2:] - ends[:, :2]
+    longest = float(torch.hypot(shaft[:, 0], shaft[:, 1]).max())
+    return points, shaft[owner] * (speed / longest)
+
+
+def _pixel_of(points: Tensor, shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """``(rows [N], cols [N])`` of the pixel under each point ``[N, 2]`` (clamped to the picture)."""
+    return points[:, 1].floor().long().clamp(0, shape[0] - 1), points[:, 0].floor().long().clamp(0, shape[1] - 1)
 
 
 def _label_at(labels: Tensor, points: Tensor) -> Tensor:
     """``[N]`` label of the pixel under each point (0 where it is outside the region)."""
-    height, width = labels.shape
-    cols = points[:, 0].floor().long().clamp(0, width - 1)
-    rows = points[:, 1].floor().long().clamp(0, height - 1)
-    return labels[rows, cols]
+    return labels[_pixel_of(points, labels.shape)]
 
 
-def gaussian_average(targets: Tensor, points: Tensor, values: Tensor, sigma: float, chunk: int = 65536) -> Tensor:
-    """``[M, 2]`` Nadaraya-Watson average of ``values [N, 2]`` at ``targets [M, 2]``.
+def _splat(points: Tensor, values: Tensor, origin: Tensor, cell: float, shape: tuple[int, int]) -> Tensor:
+    """``[3, rows, cols]``: ``values [N, 2]`` and a weight of 1 per sample, spread bilinearly onto the
+    nodes ``origin + cell * (column, row)``."""
+    rows, cols = shape
+    at = (points - origin) / cell
+    corner = at.floor()
+    frac = at - corner
+    index = corner[:, 1].long() * cols + corner[:, 0].long()
+    carried = torch.cat((values, torch.ones(len(values), 1, dtype=values.dtype)), 1).T  # [3, N]
+    grid = torch.zeros(3, rows * cols, dtype=values.dtype)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            weight = (frac[:, 0] if dx else 1.0 - frac[:, 0]) * (frac[:, 1] if dy else 1.0 - frac[:, 1])
+            grid.index_add_(1, index + dy * cols + dx, carried * weight)
+    return grid.view(3, rows, cols)
 
-    Weights ``exp(-d^2 / 2 sigma^2)`` are normalised in log space, so targets
-    far from every sample take their nearest samples' values instead of 0/0.
+
+def _gaussian(centres: Tensor, nodes: Tensor, occupied: Tensor, sigma: float) -> Tensor:
+    """``[len(centres), len(nodes)]`` weights ``exp(-d^2 / 2 sigma^2)``, each row divided by its
+    largest value over the ``occupied`` nodes (a per-pixel factor, which cancels in a ratio).
+
+    Weights of empty nodes, which multiply zeros, are capped at 1 so they stay finite.
     """
-    out = torch.empty(targets.shape[0], 2, dtype=torch.float64)
-    for start in range(0, targets.shape[0], chunk):
-        block = targets[start : start + chunk]
-        logits = -torch.cdist(block, points).square() / (2.0 * sigma * sigma)
-        out[start : start + chunk] = torch.softmax(logits, dim=1) @ values
-    return out
+    d2 = (centres[:, None] - nodes[None, :]).square() / (2.0 * sigma * sigma)
+    return torch.exp((d2[:, occupied].amin(dim=1, keepdim=True) - d2).clamp(max=0.0))
+
+
+def blurred_average(points: Tensor, values: Tensor, sigma: float, box: Box) -> Tensor:
+    """``[2, h, w]`` Gaussian-weighted (Nadaraya-Watson) average of ``values [N, 2]`` at the pixels of ``box``.
+
+    ``sum_i w_i v_i / sum_i w_i`` with ``w_i = exp(-|x - p_i|^2 / 2 sigma^2)`` is
+    the ratio of two blurred grids: the samples' values and weights spread
+    bilinearly onto nodes ``sigma / 4`` apart, each blurred by the separable
+    Gaussian and read at the pixel centres (matrix products whose cost grows
+    with the pixels times the nodes across the samples, not with the samples).
+    Spreading keeps each sample's weight and centre of mass, so the weights
+    change by O((cell / sigma)^2) near the samples. Each pixel's row and column
+    factors are divided by their largest value over occupied node rows and
+    columns; what remains of its largest weight is at least
+    ``exp(-s^2 / 2 sigma^2)`` for the shorter side ``s`` of the samples' bounding
+    box, far above float64's underflow while ``sigma >= s / 25``, so pixels far
+    from every sample take their nearest samples' values instead of 0/0.
+    """
+    xs, ys = (torch.arange(s.start, s.stop, dtype=torch.float64) + 0.5 for s in (box[1], box[0]))
+    low = points.amin(0)
+    cell = sigma / 4.0
+    cols, rows = (((points.amax(0) - low) / cell).floor().long() + 2).tolist()
+    grid = _splat(points, values, low, cell, (rows, cols))
+    occupied = grid[2] > 0
+    across = _gaussian(xs, low[0] + cell * torch.arange(cols, dtype=torch.float64), occupied.any(0), sigma)
+    down = _gaussian(ys, low[1] + cell * torch.arange(rows, dtype=torch.float64), occupied.any(1), sigma)
+    blurred = down @ grid @ across.T  # [3, h, w]
+    return blurred[:2] / blurred[2]
 
 
 @dataclass(frozen=True)
@@ -287,12 +390,13 @@ class DrawnFlowSettings:
     taper: FlowSettings = FlowSettings()
 
 
-def moving_region(drawing: Drawing, mask: Tensor | None, max_speed: float) -> tuple[Tensor, Tensor]:
-    """``(labels [H, W], moving [H, W] bool)`` for a drawing already scaled to the picture.
+def moving_region(drawing: Drawing, mask: Tensor | None, max_speed: float) -> tuple[Tensor, list[Box], Tensor]:
+    """``(labels [H, W], boxes, moving [H, W] bool)`` for a drawing already scaled to the picture.
 
     ``labels`` numbers the connected parts of the painted region (mask plus
-    strokes); ``moving`` is that region minus the anchors and their guard rings
-    for a flow of at most ``max_speed`` px/frame.
+    strokes) and ``boxes`` bound them (:func:`label_parts`); ``moving`` is that
+    region minus the anchors and their guard rings for a flow of at most
+    ``max_speed`` px/frame.
     """
     height, width = int(drawing.height), int(drawing.width)
     base = mask if mask is not None else torch.zeros(height, width, dtype=torch.bool)
@@ -303,11 +407,11 @@ def moving_region(drawing: Drawing, mask: Tensor | None, max_speed: float) -> tu
         )
     if region.all():
         raise InputError("mask", "covers the whole picture: a cinemagraph needs a still part")
-    labels, _ = label_parts(region)
+    labels, boxes = label_parts(region)
     moving = region & ~anchor_disks(drawing.anchors, height, width, anchor_guard(max_speed))
     if not moving.any():
         raise InputError(WIDGET, "its anchors cover the whole moving region: nothing would move")
-    return labels, moving
+    return labels, boxes, moving
 
 
 def drawn_flow(
@@ -327,21 +431,19 @@ def drawn_flow(
     """
     check_speed(speed)
     height, width = int(drawing.height), int(drawing.width)
-    labels, moving = moving_region(drawing, mask, speed)
+    labels, boxes, moving = moving_region(drawing, mask, speed)
     sigma = settings.sigma_fraction * min(height, width)
     points, velocities = arrow_samples(drawing.arrows, max(1.0, sigma / 4.0), speed)
     owners = _label_at(labels, points)
     if not bool((owners > 0).any()):
         raise InputError(WIDGET, "no arrow touches the moving region: draw the arrows on the water (the mask)")
-    xs, ys = _pixel_grid(height, width)
     flow = torch.zeros(2, height, width, dtype=torch.float64)
     for part in owners[owners > 0].unique().tolist():
-        inside = moving & (labels == part)
-        if not inside.any():
-            continue
-        targets = torch.stack((xs[inside], ys[inside]), 1).double()
-        mine = owners == part
-        flow[:, inside] = gaussian_average(targets, points[mine], velocities[mine], sigma).T
+        box = boxes[part - 1]
+        inside = moving[box] & (labels[box] == part)
+        if inside.any():
+            mine = owners == part
+            flow[:, box[0], box[1]][:, inside] = blurred_average(points[mine], velocities[mine], sigma, box)[:, inside]
     taper_px = max(3, round(settings.taper.taper_fraction * min(height, width)))
     flow *= taper_profile(moving, taper_px).double()
     return flow.float(), moving
@@ -387,7 +489,7 @@ def drawn_direction_flow(network, picture: Tensor, drawing: Drawing, mask: Tenso
     from .networks.predict import check_speed_options, network_inputs, network_output_to_flow, network_size
 
     check_speed_options(speed, clamp)
-    labels, _ = moving_region(drawing, mask, 0.0)
+    labels, _, _ = moving_region(drawing, mask, 0.0)
     size = network_size(*labels.shape, network.config.multiple)
     rgb, net_mask = network_inputs(picture.cpu(), labels > 0, size)
     hint = drawn_hint(drawing, labels, size)
@@ -398,7 +500,7 @@ def drawn_direction_flow(network, picture: Tensor, drawing: Drawing, mask: Tenso
         output = network(torch.cat((rgb, net_mask, hint), 1).to(device))
     flow = network_output_to_flow(output, labels > 0, speed, clamp, tuple(labels.shape))
     # The guard ring depends on the largest speed, known only now.
-    _, moving = moving_region(drawing, mask, float(flow.norm(dim=0).max()))
+    _, _, moving = moving_region(drawing, mask, float(flow_speed(flow).max()))
     return flow * moving, moving
 
 
@@ -406,22 +508,30 @@ def drawn_direction_flow(network, picture: Tensor, drawing: Drawing, mask: Tenso
 
 
 def draw_arrows(rgb: Tensor, drawing: Drawing) -> Tensor:
-    """``[H, W, 3]``: ``rgb`` with the arrows (black, with heads) and anchors (rings) drawn on it."""
+    """``[H, W, 3]``: ``rgb`` with the arrows (black, with heads) and anchors (rings) drawn on it.
+
+    The lines are points half a pixel apart thickened by one distance transform,
+    so thousands of arrows cost about as much as one.
+    """
     height, width = rgb.shape[:2]
-    xs, ys = _pixel_grid(height, width)
     short = min(height, width)
     thickness = max(0.75, short / 256)
+    ends = _arrow_ends(drawing.arrows)
+    tail, tip = ends[:, :2], ends[:, 2:]
+    back = tail - tip
+    head = (0.35 * torch.hypot(back[:, 0], back[:, 1])).clamp(max=0.05 * short)[:, None]
+    angle = torch.atan2(back[:, 1], back[:, 0])
+    barbs = [tip + head * torch.stack((torch.cos(angle + turn), torch.sin(angle + turn)), 1) for turn in (-0.5, 0.5)]
+    points, _ = segment_points(torch.cat((tail, tip, tip)), torch.cat((tip, *barbs)), 0.5)
+    marked = torch.zeros(height, width, dtype=torch.bool)
+    marked[_pixel_of(points, (height, width))] = True
+    low, high = points.amin(0).tolist(), points.amax(0).tolist()
+    box = _box((height, width), (low[0], high[0]), (low[1], high[1]), thickness + 1.0)
     ink = torch.zeros(height, width, dtype=torch.bool)
-    for arrow in drawing.arrows:
-        ink |= segment_distance(xs, ys, (arrow.x0, arrow.y0), (arrow.x1, arrow.y1)) <= thickness
-        head = min(0.35 * arrow.length, 0.05 * short)
-        back = math.atan2(arrow.y0 - arrow.y1, arrow.x0 - arrow.x1)
-        for turn in (-0.5, 0.5):
-            tip = (arrow.x1 + head * math.cos(back + turn), arrow.y1 + head * math.sin(back + turn))
-            ink |= segment_distance(xs, ys, (arrow.x1, arrow.y1), tip) <= thickness
+    ink[box] = edge_distance(~marked[box]) <= thickness
     for anchor in drawing.anchors:
-        ring = torch.hypot(xs - anchor.x, ys - anchor.y) - anchor.radius
-        ink |= ring.abs() <= thickness
+        box, distance = _from_point((height, width), anchor.x, anchor.y, anchor.radius + thickness)
+        ink[box] |= (distance - anchor.radius).abs() <= thickness
     out = rgb.clone()
     out[ink] = 0.0
     return out

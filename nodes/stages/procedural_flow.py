@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...kernels.errors import InputError
-from ...kernels.morphology import erode
+from ...kernels.morphology import edge_distance
 from .directions import REGION_KINDS, parse_direction_spec, resolve_angle
 from .inputs import check_masks
 
@@ -45,20 +45,20 @@ def smooth_noise(generator: torch.Generator, channels: int, height: int, width: 
 def taper_profile(region: Tensor, taper_px: int) -> Tensor:
     """``[H, W]`` in ``[0, 1]``: 1 deep inside ``region``, ramping to 0 at its edge.
 
-    Depth is counted in 3x3 erosions (outside the picture counts as inside, so
-    a region does not slow down where it leaves the frame). The ramp is never
-    wider than half the region's thickness, so thin waterfalls still move.
+    Depth is the Euclidean distance to the nearest pixel outside (outside the
+    picture counts as inside, so a region does not slow down where it leaves
+    the frame). The ramp is never wider than half the region's thickness, so
+    thin waterfalls still move.
     """
-    current = region > 0.5 if region.dtype != torch.bool else region
-    depth = torch.zeros(current.shape, device=current.device)
-    for _ in range(2 * taper_px):  # deep enough to tell whether the region is thick
-        depth += current
-        current = erode(current, 1)
-        if not current.any():
-            break
+    depth = edge_distance(region > 0.5 if region.dtype != torch.bool else region).to(region.device)
     ramp = max(1.0, min(float(taper_px), float(depth.max()) / 2.0))
     t = ((depth - 0.5) / ramp).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
+
+
+def flow_speed(flow: Tensor) -> Tensor:
+    """``[..., H, W]`` speed of a ``[..., 2, H, W]`` flow (``norm(dim=-3)`` is about 5x slower on a CPU)."""
+    return torch.hypot(flow[..., 0, :, :], flow[..., 1, :, :])
 
 
 def region_flow(
@@ -75,7 +75,7 @@ def region_flow(
     interior = profile >= 0.999
     if not interior.any():
         interior = profile >= profile.max() * 0.5
-    mean_speed = flow.norm(dim=0)[interior].mean()
+    mean_speed = flow_speed(flow)[interior].mean()
     return flow * (speed / mean_speed), profile
 
 
@@ -87,10 +87,12 @@ def blend_regions(flows: Tensor, profiles: Tensor) -> Tensor:
     their speeds, so two identical masks move exactly as one. Outside overlaps
     each region keeps its own flow and taper.
     """
+    if flows.shape[0] == 1:
+        return flows[0]  # nothing overlaps (and the formula below would return it unchanged)
     depth = profiles.sum(0).clamp(min=1.0)
     blended = flows.sum(0) / depth
-    wanted_speed = flows.norm(dim=1).sum(0) / depth
-    speed = blended.norm(dim=0)
+    wanted_speed = flow_speed(flows).sum(0) / depth
+    speed = flow_speed(blended)
     overlap = (profiles > 0).sum(0) > 1
     rescale = torch.where(overlap & (speed > 1e-6), wanted_speed / speed.clamp(min=1e-6), torch.ones_like(speed))
     return blended * rescale
@@ -139,7 +141,16 @@ def procedural_flow(
 
 def flow_to_rgb(flow: Tensor) -> Tensor:
     """``[H, W, 3]`` float preview of a ``[2, H, W]`` flow on the Middlebury colour wheel
-    (Baker et al. 2011; hue = direction, saturation = speed, white = still)."""
+    (Baker et al. 2011; hue = direction, saturation = speed, white = still).
+
+    Only the moving pixels are coloured (torchvision's colours scale by the
+    fastest one, and a still pixel is white), so a small region costs little.
+    """
     from torchvision.utils import flow_to_image
 
-    return flow_to_image(flow.float().cpu()).permute(1, 2, 0).float() / 255.0
+    flow = flow.float().cpu()
+    moving = (flow != 0).any(dim=0)
+    rgb = torch.ones(*flow.shape[1:], 3)
+    if moving.any():
+        rgb[moving] = flow_to_image(flow[:, moving][:, None]).float()[:, 0].T / 255.0
+    return rgb

@@ -8,6 +8,8 @@ const NODE = "MotionBrush";
 const PICTURE_KEY = "t2c_picture"; // the ui entry MotionBrush returns the picture in
 const MODES = ["arrow", "anchor", "region", "erase"];
 const CANVAS_HEIGHT = 300;
+const EXAMPLE_PICTURE_ROUTE = "/t2c/example_picture"; // nodes/examples.py PICTURE_ROUTE
+const FOLLOW_MS = 500;
 
 function parse(text) {
   try {
@@ -21,6 +23,27 @@ function parse(text) {
   return { version: 1, width: 512, height: 512, arrows: [], anchors: [], regions: [] };
 }
 
+// The /view address of a LoadImage value: "name.png", "sub/name.png" or "name.png [output]".
+function viewURL(value) {
+  const [, path, type] = /^(.*?)(?: \[(input|output|temp)\])?$/.exec(value);
+  const cut = path.lastIndexOf("/");
+  const query = { filename: path.slice(cut + 1), subfolder: cut >= 0 ? path.slice(0, cut) : "", type: type || "input" };
+  return api.apiURL(`/view?${new URLSearchParams(query)}`);
+}
+
+// Where the picture connected to the node's "image" input can be seen before any run, or null.
+function upstreamPicture(node) {
+  const slot = node.inputs?.findIndex((input) => input.name === "image") ?? -1;
+  let source = slot >= 0 ? node.getInputNode?.(slot) : null;
+  while (source?.type === "Reroute") source = source.getInputNode?.(0);
+  const value = (name) => source?.widgets?.find((w) => w.name === name)?.value;
+  if (source?.type === "LoadImage" && value("image")) return viewURL(String(value("image")));
+  if (source?.type === "T2CExampleImage" && value("example")) {
+    return api.apiURL(`${EXAMPLE_PICTURE_ROUTE}?${new URLSearchParams({ name: value("example") })}`);
+  }
+  return null;
+}
+
 function round(value) {
   return Math.round(value * 10) / 10;
 }
@@ -32,6 +55,7 @@ class DrawingCanvas {
     this.mode = "arrow";
     this.undoStack = [];
     this.picture = null;
+    this.followed = null; // the upstream picture's address last shown
     this.pending = null; // the arrow or stroke being dragged
     this.element = document.createElement("div");
     this.element.className = "t2c-motion-brush";
@@ -80,7 +104,8 @@ class DrawingCanvas {
     file.style.display = "none";
     file.addEventListener("change", () => file.files[0] && this.loadFile(file.files[0]));
     bar.append(file);
-    button("Picture", "Draw on a picture from this computer (a run shows the connected one)", () => file.click());
+    const hint = "Draw on a picture from this computer (a connected Load Image or example shows by itself)";
+    button("Picture", hint, () => file.click());
     return bar;
   }
 
@@ -122,6 +147,12 @@ class DrawingCanvas {
       else this.redraw();
     };
     image.src = source;
+  }
+
+  // the upstream picture when it changes (a run's picture replaces it until it changes again)
+  follow(source) {
+    if (source && source !== this.followed) this.showPicture(source);
+    this.followed = source;
   }
 
   loadFile(file) {
@@ -218,7 +249,7 @@ class DrawingCanvas {
     else {
       ctx.fillStyle = "#aaa";
       ctx.font = `${Math.round(14 / scale)}px sans-serif`;
-      ctx.fillText("Run once (or load a picture) to draw on it", 10 / scale, 24 / scale);
+      ctx.fillText("Connect a picture (Load Image) or run once to draw on it", 10 / scale, 24 / scale);
     }
     const strokes = [...drawing.regions, ...(this.pending?.kind === "stroke" ? [this.pending] : [])];
     strokes.forEach((s) => drawStroke(ctx, s));
@@ -310,8 +341,16 @@ app.registerExtension({
           this.t2cDrawing?.redraw();
         };
         this.setSize?.([Math.max(this.size[0], 360), this.computeSize()[1]]);
+        // No editor (1.32, 1.58, Nodes 2.0) has one event for "an upstream widget changed": comparing
+        // one address twice a second covers connecting, choosing another file and loading a graph.
+        this.t2cFollow = setInterval(() => this.t2cDrawing?.follow(upstreamPicture(this)), FOLLOW_MS);
       }
       return result;
+    };
+    const removed = nodeType.prototype.onRemoved;
+    nodeType.prototype.onRemoved = function () {
+      clearInterval(this.t2cFollow);
+      return removed?.apply(this, arguments);
     };
     const executed = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (output) {
