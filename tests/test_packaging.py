@@ -20,7 +20,7 @@ REPO = Path(_REPO)
 
 # Provided by the ComfyUI process the pack runs in, never installed by us.
 COMFYUI_MODULES = {"comfy", "comfy_api", "comfy_execution", "comfy_extras", "folder_paths", "latent_preview",
-                   "nodes", "server", "execution"}
+                   "nodes", "server", "execution", "aiohttp"}  # aiohttp: the web framework of ComfyUI's server
 # Optional backends, imported only when their node option is chosen (and said so in their errors).
 OPTIONAL_MODULES = {"odise", "detectron2"}
 # Modules whose distribution is named otherwise and may not be installed here.
