@@ -110,7 +110,7 @@ def _single_thread():
 
 
 # Fixtures that start a ComfyUI server, and the one that starts Chromium (browser tests need both).
-SERVER_FIXTURES = {"comfy_server", "frontend_server", "paper_server"}
+SERVER_FIXTURES = {"comfy_server", "frontend_server", "paper_server", "second_server"}
 
 
 def pytest_collection_modifyitems(config, items):
