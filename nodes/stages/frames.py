@@ -526,18 +526,20 @@ def stream_pixel_frames(
     parts: int = 2,
     device="cpu",
     progress: Optional[ProgressFn] = None,
+    chunks: Callable[..., Iterator[Tensor]] = pixel_frame_chunks,
 ) -> Iterator[Tensor]:
     """Integrate and render a loop in ``parts`` runs of consecutive frames, ``chunk`` frames at a time.
 
     Only one part's trajectories are held at once: ``1 / parts`` of the memory
     of a whole loop's. The forward integration continues from part to part;
     the backward one resumes from checkpoints or, with many small parts, starts
-    again for each (:class:`...kernels.integrate.LoopIntegrator`). The frames
-    equal :func:`render_pixel_frames`'s.
+    again for each (:class:`...kernels.integrate.LoopIntegrator`). ``chunks`` is
+    the render (default :func:`pixel_frame_chunks`; see
+    :data:`.resampled_frames.PIXEL_RENDERS`); the frames equal its whole-loop render's.
     """
     motion = euler_integrate(flow.to(device), num_frames, frames=range(0))
     part_frames = -(-num_frames // max(parts, 1))
-    return pixel_frame_chunks(image, motion, progress=progress, chunk=chunk, device=device, part_frames=part_frames)
+    return chunks(image, motion, progress=progress, chunk=chunk, device=device, part_frames=part_frames)
 
 
 def render_pixel_frames(

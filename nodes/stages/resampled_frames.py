@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...kernels import Motion
-from .frames import ProgressFn, RenderPlan, check_picture, frame_chunks
+from ...kernels.errors import InputError
+from .frames import ProgressFn, RenderPlan, check_picture, frame_chunks, pixel_frame_chunks
 
 LOW_PASS_SIGMA = 4.0  # px: detail finer than this is what the mix restores
 AGREE_PX = 1.0  # px: copies this far apart share about 60% of their detail
@@ -198,8 +199,34 @@ def render_resampled_frames(
     Returns:
         ``[N, H, W, C]`` float32 CPU frames; frame 0 is the picture.
     """
+    return render_frames(image, motion, "resample", progress, device, part_frames)
+
+
+# The weight-free renders by name, the default first: their chunk generators take the same keywords.
+PIXEL_RENDERS = {"resample": resampled_frame_chunks, "splat": pixel_frame_chunks}
+
+
+def pixel_render(name: str, input_name: str = "pixel_render"):
+    """The chunk generator of the weight-free render ``name`` (:data:`PIXEL_RENDERS`)."""
+    if name not in PIXEL_RENDERS:
+        raise InputError(input_name, f"unknown render {name!r}; valid: {', '.join(PIXEL_RENDERS)}")
+    return PIXEL_RENDERS[name]
+
+
+def render_frames(
+    image: Tensor,
+    motion: Motion,
+    render: str = "resample",
+    progress: Optional[ProgressFn] = None,
+    device=None,
+    part_frames: Optional[int] = None,
+) -> Tensor:
+    """``[N, H, W, C]`` float32 CPU frames of the weight-free render ``render`` (``resample``: this
+    module; ``splat``: :func:`.frames.render_pixel_frames`) in one batch."""
+    chunks = pixel_render(render)
     picture = check_picture(image, motion)
     out = torch.empty((motion.num_frames, *picture.shape))
-    for _ in resampled_frame_chunks(picture, motion, progress, motion.num_frames, device, out, part_frames):
+    for _ in chunks(picture, motion, progress=progress, chunk=motion.num_frames, device=device, out=out,
+                    part_frames=part_frames):
         pass
     return out
