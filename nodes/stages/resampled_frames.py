@@ -24,7 +24,9 @@ came from, instead of pushing the picture's pixels to where they go:
   HPG 2018: a histogram-preserving blend), ``rho`` the correlation of two
   copies ``d`` pixels apart, ``exp(-d^2 / 2 AGREE_PX^2)``: uncorrelated copies
   keep the picture's contrast and copies that show the same pixels (at the
-  loop's ends, near still water) are mixed plainly, never over-sharpened.
+  loop's ends, near still water) are mixed plainly, never over-sharpened;
+* the moving pixels are extended a few pixels over the still ones before
+  reading (:func:`extend_moving`), so no bank or rock is read into the water.
 
 Pixels with no flow are the picture's, bit for bit; frame 0 is the picture.
 """
@@ -36,7 +38,6 @@ from typing import Iterator, Optional
 
 import torch
 from kornia.filters import gaussian_blur2d
-from kornia.geometry.transform import remap
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -100,7 +101,11 @@ class Resampler:
         radius = math.ceil(3 * LOW_PASS_SIGMA)
         low = gaussian_blur2d(image, 2 * radius + 1, (LOW_PASS_SIGMA, LOW_PASS_SIGMA), border_type="reflect")
         speed = torch.hypot(*flow[:, plan.rows, plan.cols].to(planar.device)).view(1, 1, height, width)
-        self.layers = torch.cat((image - low, low, speed), dim=1)  # [1, 2C + 1, h, w]
+        self.detail = image - low  # [1, C, h, w] read bicubically
+        self.smooth = torch.cat((low, speed), dim=1)  # [1, C + 1, h, w] smooth: read bilinearly
+        # Window pixels -> grid_sample's [-1, 1] (align_corners): one multiply-add into a reused grid.
+        self.scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=planar.device)
+        self.grid = planar.new_empty((1, 1, 2 * plan.count, 2))
         self.plan, self.planar, self.channels = plan, planar, channels
         self.source_speed = speed.view(-1)[plan.sources].repeat(2)  # [2M]
         # Window coordinates -> distance to the picture's edges: left/top = p + start, right/bottom = end - p.
@@ -108,17 +113,21 @@ class Resampler:
         end = torch.tensor([[flow.shape[2] - 1.0], [flow.shape[1] - 1.0]], device=planar.device) - start
         self.edge = (start, end)
         self.colour = planar.clone()
+        self.source_colour = planar[:, plan.sources]
         self.low, self.high = float(planar.min()), float(planar.max())
 
-    def _read(self) -> Tensor:
-        """``[2C + 1, 2M]`` detail, low-pass and speed under each copy (forward copies, then backward)."""
-        x, y = self.plan.position.view(2, 1, 1, -1)
-        return remap(self.layers, x, y, mode="bicubic", padding_mode="border", align_corners=True)[0, :, 0]
+    def _read(self) -> tuple[Tensor, Tensor]:
+        """``([C, 2M] detail, [C + 1, 2M] low-pass and speed)`` under each copy (forward copies, then backward)."""
+        torch.mul(self.plan.position.t(), self.scale, out=self.grid[0, 0]).sub_(1.0)
+        sample = dict(padding_mode="border", align_corners=True)
+        detail = F.grid_sample(self.detail, self.grid, mode="bicubic", **sample)[0, :, 0]
+        return detail, F.grid_sample(self.smooth, self.grid, mode="bilinear", **sample)[0, :, 0]
 
-    def weights(self, read: Tensor, alpha: float, dropped: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """``(w1 [M], w2 [M])``: the copies' shares, summing to 1 (0 and 0 where both left the picture)."""
+    def weights(self, speed: Tensor, alpha: float, dropped: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """``(w1 [M], w2 [M])``: the copies' shares, summing to 1 (0 and 0 where both left the picture),
+        from the flow's speed under each copy (``[2M]``)."""
         count = self.plan.count
-        visible = (read[-1].clamp_min(0.0) / self.source_speed).clamp_(MIN_VISIBLE, 1.0)  # [2M]
+        visible = (speed.clamp_min(0.0) / self.source_speed).clamp_(MIN_VISIBLE, 1.0)  # [2M]
         position, (low, high) = self.plan.position, self.edge
         edge = torch.minimum(position + low, high - position).amin(dim=0)
         visible *= (edge / EDGE_PX).clamp_(MIN_VISIBLE, 1.0)
@@ -132,20 +141,20 @@ class Resampler:
 
     def __call__(self, alpha: float, dropped: list[Tensor]) -> Tensor:
         """``[C, h * w]`` colours of the window for a frame (a buffer reused by the next call)."""
-        read = self._read()
+        detail, smooth = self._read()
         channels, count = self.channels, self.plan.count
-        w1, w2 = self.weights(read, alpha, dropped)
+        w1, w2 = self.weights(smooth[channels], alpha, dropped)
         position = self.plan.position
         apart = (position[:, :count] - position[:, count:]).square().sum(dim=0)
         agree = torch.exp(apart / (-2.0 * AGREE_PX**2))
         spread = torch.sqrt(w1 * w1 + w2 * w2 + 2.0 * w1 * w2 * agree).clamp_min(1e-12)
-        detail, low = read[:channels], read[channels : 2 * channels]
-        mixed = w1 * low[:, :count] + w2 * low[:, count:]
-        mixed += (w1 * detail[:, :count] + w2 * detail[:, count:]) / spread
-        lost = (w1 + w2) == 0  # both copies left the picture
-        sources = self.plan.sources
-        mixed = torch.where(lost, self.planar[:, sources], mixed.clamp_(self.low, self.high))
-        self.colour[:, sources] = mixed
+        low = smooth[:channels]
+        mixed = torch.mul(low[:, :count], w1).addcmul_(low[:, count:], w2)
+        mixed.addcmul_(detail[:, :count], w1 / spread).addcmul_(detail[:, count:], w2 / spread)
+        mixed.clamp_(self.low, self.high)
+        if dropped:
+            mixed = torch.where((w1 + w2) == 0, self.source_colour, mixed)  # both copies left the picture
+        self.colour[:, self.plan.sources] = mixed
         return self.colour
 
 
