@@ -43,7 +43,7 @@ from torch import Tensor
 
 from ...kernels import Motion
 from ...kernels.errors import InputError
-from .frames import ProgressFn, RenderPlan, check_picture, frame_chunks, pixel_frame_chunks
+from .frames import ProgressFn, RenderPlan, check_picture, frame_chunks, pixel_frame_chunks, still_chunks
 
 LOW_PASS_SIGMA = 4.0  # px: detail finer than this is what the mix restores
 AGREE_PX = 1.0  # px: copies this far apart share about 60% of their detail
@@ -170,22 +170,11 @@ def resampled_frame_chunks(
     """The resampling method's frames, ``chunk`` at a time (see :func:`render_resampled_frames`)."""
     picture = check_picture(image, motion).float().cpu()
     if motion.sources.numel() == 0:
-        if out is None:
-            out = torch.empty((motion.num_frames, *picture.shape))
-        return frame_chunks(picture, None, None, lambda accum: None, chunk, progress, out)
+        return still_chunks(picture, motion.num_frames, chunk, progress, out)
     device = device if device is not None else motion.flow.device
     plan = RenderPlan(reversed_motion(motion), device, margin=CUBIC_MARGIN, part_frames=part_frames)
     resampler = Resampler(plan, plan.window(picture.to(plan.device)), motion.flow)
-    return frame_chunks(picture, plan, _Frame(), lambda frame: resampler(*frame.args), chunk, progress, out)
-
-
-class _Frame:
-    """Holds what :func:`.frames.frame_chunks` hands an accumulator, for :class:`Resampler`."""
-
-    args: tuple = ()
-
-    def accumulate(self, plan: RenderPlan, alpha: float, dropped: list[Tensor]) -> None:
-        self.args = (alpha, dropped)
+    return frame_chunks(picture, plan, resampler, chunk, progress, out)
 
 
 def render_resampled_frames(
