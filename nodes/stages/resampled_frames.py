@@ -43,7 +43,7 @@ from torch import Tensor
 
 from ...kernels import Motion
 from ...kernels.errors import InputError
-from .frames import ProgressFn, RenderPlan, check_picture, frame_chunks, pixel_frame_chunks, still_chunks
+from .frames import SLICE, ProgressFn, RenderPlan, check_picture, frame_chunks, pixel_frame_chunks, still_chunks
 
 LOW_PASS_SIGMA = 4.0  # px: detail finer than this is what the mix restores
 AGREE_PX = 1.0  # px: copies this far apart share about 60% of their detail
@@ -103,11 +103,10 @@ class Resampler:
         speed = torch.hypot(*flow[:, plan.rows, plan.cols].to(planar.device)).view(1, 1, height, width)
         self.detail = image - low  # [1, C, h, w] read bicubically
         self.smooth = torch.cat((low, speed), dim=1)  # [1, C + 1, h, w] smooth: read bilinearly
-        # Window pixels -> grid_sample's [-1, 1] (align_corners): one multiply-add into a reused grid.
+        # Window pixels -> grid_sample's [-1, 1] (align_corners=True).
         self.scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=planar.device)
-        self.grid = planar.new_empty((1, 1, 2 * plan.count, 2))
         self.plan, self.planar, self.channels = plan, planar, channels
-        self.source_speed = speed.view(-1)[plan.sources].repeat(2)  # [2M]
+        self.source_speed = speed.view(-1)[plan.sources]  # [M]
         # Window coordinates -> distance to the picture's edges: left/top = p + start, right/bottom = end - p.
         start = torch.tensor([[float(plan.cols.start)], [float(plan.rows.start)]], device=planar.device)
         end = torch.tensor([[flow.shape[2] - 1.0], [flow.shape[1] - 1.0]], device=planar.device) - start
@@ -115,46 +114,51 @@ class Resampler:
         self.colour = planar.clone()
         self.source_colour = planar[:, plan.sources]
         self.low, self.high = float(planar.min()), float(planar.max())
+        self.kept = planar.new_empty(2 * plan.count)  # 0 for a copy outside the picture in this frame
+        self.slices = [slice(first, min(first + SLICE, plan.count)) for first in range(0, plan.count, SLICE)]
 
-    def _read(self) -> tuple[Tensor, Tensor]:
-        """``([C, 2M] detail, [C + 1, 2M] low-pass and speed)`` under each copy (forward copies, then backward)."""
-        torch.mul(self.plan.position.t(), self.scale, out=self.grid[0, 0]).sub_(1.0)
+    def _read(self, position: Tensor) -> tuple[Tensor, Tensor]:
+        """``([C, 2, S] detail, [C + 1, 2, S] low-pass and speed)`` under copies at ``position``
+        (``[2 copies, 2 (x, y), S]`` window pixels)."""
+        grid = (position.transpose(1, 2) * self.scale).sub_(1.0).unsqueeze(0)  # [1, 2, S, 2]
         sample = dict(padding_mode="border", align_corners=True)
-        detail = F.grid_sample(self.detail, self.grid, mode="bicubic", **sample)[0, :, 0]
-        return detail, F.grid_sample(self.smooth, self.grid, mode="bilinear", **sample)[0, :, 0]
+        detail = F.grid_sample(self.detail, grid, mode="bicubic", **sample)[0]
+        return detail, F.grid_sample(self.smooth, grid, mode="bilinear", **sample)[0]
 
-    def weights(self, speed: Tensor, alpha: float, dropped: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """``(w1 [M], w2 [M])``: the copies' shares, summing to 1 (0 and 0 where both left the picture),
-        from the flow's speed under each copy (``[2M]``)."""
-        count = self.plan.count
-        visible = (speed.clamp_min(0.0) / self.source_speed).clamp_(MIN_VISIBLE, 1.0)  # [2M]
-        position, (low, high) = self.plan.position, self.edge
-        edge = torch.minimum(position + low, high - position).amin(dim=0)
+    def weights(self, position: Tensor, speed: Tensor, part: slice, alpha: float) -> Tensor:
+        """``[2, S]`` the copies' shares, summing to 1 (0 and 0 where both left the picture), of the
+        sources ``part``, from their positions (as :meth:`_read`) and the flow's speed under them."""
+        visible = (speed.clamp_min(0.0) / self.source_speed[part]).clamp_(MIN_VISIBLE, 1.0)
+        low, high = self.edge
+        edge = torch.minimum(position + low, high - position).amin(dim=1)
         visible *= (edge / EDGE_PX).clamp_(MIN_VISIBLE, 1.0)
-        visible[:count] *= alpha
-        visible[count:] *= 1.0 - alpha
-        for indices in dropped:
-            visible[indices] = 0.0
-        total = visible[:count] + visible[count:]
-        share = visible.view(2, count) / total.clamp_min(1e-12)
-        return share[0], share[1]
+        visible[0] *= alpha
+        visible[1] *= 1.0 - alpha
+        visible *= self.kept.view(2, -1)[:, part]
+        return visible / visible.sum(dim=0).clamp_min(1e-12)
 
     def __call__(self, alpha: float, dropped: list[Tensor]) -> Tensor:
-        """``[C, h * w]`` colours of the window for a frame (a buffer reused by the next call)."""
-        detail, smooth = self._read()
-        channels, count = self.channels, self.plan.count
-        w1, w2 = self.weights(smooth[channels], alpha, dropped)
-        position = self.plan.position
-        apart = (position[:, :count] - position[:, count:]).square().sum(dim=0)
-        agree = torch.exp(apart / (-2.0 * AGREE_PX**2))
-        spread = torch.sqrt(w1 * w1 + w2 * w2 + 2.0 * w1 * w2 * agree).clamp_min(1e-12)
-        low = smooth[:channels]
-        mixed = torch.mul(low[:, :count], w1).addcmul_(low[:, count:], w2)
-        mixed.addcmul_(detail[:, :count], w1 / spread).addcmul_(detail[:, count:], w2 / spread)
-        mixed.clamp_(self.low, self.high)
-        if dropped:
-            mixed = torch.where((w1 + w2) == 0, self.source_colour, mixed)  # both copies left the picture
-        self.colour[:, self.plan.sources] = mixed
+        """``[C, h * w]`` colours of the window for a frame (a buffer reused by the next call).
+
+        Sources are mixed ``SLICE`` at a time, so that the frame's temporaries stay small.
+        """
+        self.kept.fill_(1.0)
+        for indices in dropped:
+            self.kept[indices] = 0.0
+        channels, count, plan = self.channels, self.plan.count, self.plan
+        for part in self.slices:
+            position = torch.stack((plan.position[:, part], plan.position[:, count + part.start : count + part.stop]))
+            detail, smooth = self._read(position)
+            w1, w2 = self.weights(position, smooth[channels], part, alpha)
+            agree = torch.exp((position[0] - position[1]).square_().sum(dim=0) / (-2.0 * AGREE_PX**2))
+            spread = torch.sqrt(w1 * w1 + w2 * w2 + 2.0 * w1 * w2 * agree).clamp_min(1e-12)
+            low = smooth[:channels]
+            mixed = torch.mul(low[:, 0], w1).addcmul_(low[:, 1], w2)
+            mixed.addcmul_(detail[:, 0], w1 / spread).addcmul_(detail[:, 1], w2 / spread)
+            mixed.clamp_(self.low, self.high)
+            if dropped:
+                mixed = torch.where((w1 + w2) == 0, self.source_colour[:, part], mixed)  # both left the picture
+            self.colour[:, plan.sources[part]] = mixed
         return self.colour
 
 
