@@ -10,7 +10,7 @@ from PIL import Image
 
 from motion_measure import angle_of, detail_curve, in_sector, mean_motion, smooth_texture
 from text2cinemagraph.kernels import euler_integrate
-from text2cinemagraph.kernels.morphology import dilate, erode
+from text2cinemagraph.kernels.morphology import erode
 from text2cinemagraph.nodes.stages.directions import DIRECTION_SECTORS
 from text2cinemagraph.nodes.stages.frames import render_pixel_frames
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
