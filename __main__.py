@@ -12,6 +12,7 @@ from .kernels.errors import InputError
 from .kernels.integrate import integrator_bytes, motion_bytes
 from .nodes.stages.directions import DIRECTION_SECTORS, REGION_KINDS
 from .nodes.stages.frames import stream_pixel_frames
+from .nodes.stages.resampled_frames import PIXEL_RENDERS, pixel_render
 from .nodes.stages.memory import render_bytes, require_memory
 from .nodes.stages.pictures import load_mask, load_picture
 from .nodes.stages.procedural_flow import procedural_flow
@@ -79,7 +80,8 @@ def animate(args: argparse.Namespace) -> int:
         args.parts = min(max(2, -(-full // MOTION_BUDGET)), max(args.frames, 1))
     _check_memory(picture, flow, args, device)
     # Rendered and encoded a few frames at a time, in parts of the loop whose motion alone is kept.
-    frames = stream_pixel_frames(picture, flow, args.frames, chunk=args.chunk, parts=args.parts, device=device)
+    frames = stream_pixel_frames(picture, flow, args.frames, chunk=args.chunk, parts=args.parts, device=device,
+                                 chunks=pixel_render(args.render, "--render"))
     path = _run_stage(
         "render + encode",
         write_loop,
@@ -230,7 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--format", choices=list(FORMATS), help="output format (default: from --out's extension)")
     a.add_argument("--loop", type=int, default=0, help="plays of a gif/webp/apng, 0 = forever")
     a.add_argument("--repeat", type=int, default=1, help="cycles written into the file (default 1)")
-    a.add_argument("--device", default="cpu", help="torch device for integration and splatting (cpu, cuda)")
+    a.add_argument(
+        "--render",
+        default=next(iter(PIXEL_RENDERS)),
+        choices=list(PIXEL_RENDERS),
+        help="resample (default): each frame reads the picture once, sharply, along the motion; "
+        "splat: the older softmax splatting of pixels (softer mid-loop)",
+    )
+    a.add_argument("--device", default="cpu", help="torch device for integration and rendering (cpu, cuda)")
     a.add_argument("--chunk", type=int, default=2, help="frames rendered and held at once (default 2)")
     a.add_argument(
         "--parts",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from ..kernels import Motion, euler_integrate
 from .networks import network_choices, network_on
 from .stages.directions import DIRECTION_SECTORS, REGION_KINDS, apply_motion_hint
-from .stages.frames import check_picture, render_pixel_frames
+from .stages.frames import check_picture
 from .stages.inputs import single_picture
 from .stages.memory import frames_to_keep, render_part_frames
 from .stages.networks.frame_net import FrameNetConfig
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb, procedural_flow
+from .stages.resampled_frames import PIXEL_RENDERS, render_frames
 from ._comfy import CATEGORY, compute_device, progress_callback
 
 _DIRECTION_HELP = (
@@ -215,10 +216,12 @@ class EulerIntegrate:
 
 class SymmetricSplatFrameGen:
     DESCRIPTION = (
-        "Renders the loop: the picture splatted forward from the first frame and backward from the last, "
-        "blended so the last frame flows into the first. Pixels away from the moving region are copied "
-        "unchanged, so everything else stays perfectly still. Method 'learned' splats the features of the "
-        "paper's G_frame network instead of pixels and decodes them (needs the authors' video-pretrained file)."
+        "Renders the loop: the picture carried forward from the first frame and backward from the last, "
+        "blended so the last frame flows into the first. Pixels that do not move are copied unchanged, so "
+        "everything else stays perfectly still. Method 'pixel' needs no model: by default each frame reads the "
+        "picture once, sharply, along the motion (pixel_render 'resample'); 'splat' is the older softmax "
+        "splatting, softer. Method 'learned' splats the features of the paper's G_frame network instead of "
+        "pixels and decodes them (needs the authors' video-pretrained file)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "render"
@@ -235,7 +238,7 @@ class SymmetricSplatFrameGen:
                 "method": (
                     list(FRAME_METHODS),
                     {
-                        "tooltip": "pixel: softmax splatting of pixels with hole filling, no model weights needed. "
+                        "tooltip": "pixel: the picture's own pixels, no model weights needed (see pixel_render). "
                         "learned: the paper's G_frame splats learned features and decodes them (frame_model)."
                     },
                 ),
@@ -248,6 +251,16 @@ class SymmetricSplatFrameGen:
                         "video-pretrained/latest_net_G.pth or its .safetensors conversion."
                     },
                 ),
+                "pixel_render": (
+                    list(PIXEL_RENDERS),
+                    {
+                        "default": next(iter(PIXEL_RENDERS)),
+                        "tooltip": "How the pixel method makes a frame. resample: reads the picture once per frame "
+                        "with a bicubic kernel where each moving pixel came from, and mixes the two copies keeping "
+                        "their contrast: as sharp as the picture in every frame. splat: the older softmax "
+                        "splatting of pixels with hole filling (softer mid-loop). Not used by 'learned'.",
+                    },
+                ),
             },
         }
 
@@ -256,7 +269,7 @@ class SymmetricSplatFrameGen:
         # As in FlowPredictor: a missing file is reported only when the learned method needs it.
         return True
 
-    def render(self, image, motion: Motion, method, frame_model=None):
+    def render(self, image, motion: Motion, method, frame_model=None, pixel_render="resample"):
         picture = check_picture(image, motion)
         carried = FrameNetConfig.feature_channels + 1 if method == "learned" else picture.shape[-1]  # + Z
         part_frames = render_part_frames(tuple(picture.shape), motion, carried, compute_device())
@@ -266,5 +279,5 @@ class SymmetricSplatFrameGen:
 
             with network_on(frame_model, "frame", "frame_model") as network:
                 return (render_learned_frames(picture, motion, network, progress=progress, part_frames=part_frames),)
-        return (render_pixel_frames(picture, motion, progress=progress, device=compute_device(),
-                                    part_frames=part_frames),)
+        return (render_frames(picture, motion, pixel_render, progress=progress, device=compute_device(),
+                              part_frames=part_frames),)

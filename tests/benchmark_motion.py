@@ -6,6 +6,7 @@ Not a pytest test (nothing here is named ``test_*``); run it on demand:
     python tests/benchmark_motion.py --sizes 512 --frames 120 --threads 1
     python tests/benchmark_motion.py --frames 120 --memory-only   # peak RSS per node
     python tests/benchmark_motion.py --sizes 512 --frames 120 --repeats 7 --compare 8875d14
+    python tests/benchmark_motion.py --sizes 512 --frames 120 --renders   # resample vs splat
 
 For every size, loop length and thread count it times, on the same inputs in
 one process:
@@ -47,6 +48,7 @@ from text2cinemagraph.kernels import euler_integrate
 from text2cinemagraph.nodes.stages import frames as frames_module
 from text2cinemagraph.nodes.stages.frames import render_pixel_frames
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
+from text2cinemagraph.nodes.stages.resampled_frames import PIXEL_RENDERS, render_frames
 
 
 def make_inputs(size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +73,53 @@ def run_ours(picture: torch.Tensor, flow: torch.Tensor, frames: int) -> tuple[fl
     end = time.perf_counter()
     del video, motion
     return middle - start, end - middle
+
+
+def run_render(picture: torch.Tensor, flow: torch.Tensor, frames: int, render: str) -> tuple[float, float]:
+    """Seconds for ``(integration, render)`` with the weight-free render ``render`` (:data:`PIXEL_RENDERS`)."""
+    start = time.perf_counter()
+    motion = euler_integrate(flow, frames)
+    middle = time.perf_counter()
+    video = render_frames(picture, motion, render)
+    end = time.perf_counter()
+    del video, motion
+    return middle - start, end - middle
+
+
+def write_once(picture: torch.Tensor, frames: int) -> float:
+    """Seconds to write the output batch once: ``torch.empty`` and the picture copied into every frame."""
+    start = time.perf_counter()
+    out = torch.empty((frames, *picture.shape))
+    out.copy_(picture.expand_as(out))
+    seconds = time.perf_counter() - start
+    del out
+    return seconds
+
+
+def renders_table(sizes, frames: int, thread_counts, repeats: int) -> None:
+    """Integration + render of every weight-free render, alternated in one process (median of runs),
+    against the splatting and against writing the output batch once."""
+    print("| size | frames | threads | render | integrate s | render s | total s | x splat | x writing the batch |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for size in sizes:
+            picture, flow = make_inputs(size)
+            runs = defaultdict(list)
+            for render in PIXEL_RENDERS:
+                run_render(picture, flow, frames, render)  # warm-up
+            for _ in range(repeats):
+                runs["write"].append(write_once(picture, frames))
+                for render in PIXEL_RENDERS:
+                    runs[render].append(run_render(picture, flow, frames, render))
+            write = statistics.median(runs["write"])
+            splat = statistics.median(sum(run) for run in runs["splat"])
+            for render in PIXEL_RENDERS:
+                integrate = statistics.median(run[0] for run in runs[render])
+                rendering = statistics.median(run[1] for run in runs[render])
+                total = statistics.median(sum(run) for run in runs[render])
+                print(f"| {size}^2 | {frames} | {threads} | {render} | {integrate:.3f} | {rendering:.3f} | "
+                      f"{total:.3f} | {total / splat:.2f} | {total / write:.1f} |", flush=True)
 
 
 class PhaseTimer:
@@ -371,6 +420,8 @@ def main() -> None:
     parser.add_argument("--compare", metavar="REV",
                         help="only this checkout against git revision REV, alternated in fresh processes")
     parser.add_argument("--rounds", type=int, default=3, help="alternations for --compare")
+    parser.add_argument("--renders", action="store_true",
+                        help="only integration + render of each weight-free render (resample, splat), alternated")
     args = parser.parse_args()
 
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -378,6 +429,9 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     if args.memory_only:
         memory_table(max(args.frames))
+        return
+    if args.renders:
+        renders_table(args.sizes, max(args.frames), args.threads, args.repeats)
         return
     if args.compare:
         compare_table(args.compare, args.sizes, max(args.frames), args.threads, args.repeats, args.rounds)

@@ -51,3 +51,23 @@ def angle_of(dx: float, dy: float) -> float:
 
 def in_sector(angle: float, low: float, high: float) -> bool:
     return (angle - low) % 360.0 <= (high - low) % 360.0
+
+
+def high_pass(grey: Tensor, sigma: float = 1.5) -> Tensor:
+    """``[..., H, W]`` minus its Gaussian blur (``sigma`` px, kernel of 3 sigma, edges replicated)."""
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-taps * taps / (2 * sigma * sigma))
+    kernel = (kernel / kernel.sum()).to(grey.dtype)
+    flat = grey.reshape(-1, 1, *grey.shape[-2:])
+    padded = F.pad(flat, (radius, radius, radius, radius), mode="replicate")
+    blurred = F.conv2d(F.conv2d(padded, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
+    return (flat - blurred).view(grey.shape)
+
+
+def detail_curve(video: Tensor, picture: Tensor, region: Tensor) -> Tensor:
+    """``[N]`` detail(t): the standard deviation of each frame's high-pass (:func:`high_pass` of the
+    mean of its channels) over ``region`` (``[H, W]`` bool), over the same for ``picture`` (1 = as
+    much fine texture as the picture). ``video`` ``[N, H, W, C]``."""
+    frames = high_pass(video.double().mean(dim=-1))[:, region]
+    return frames.std(dim=1) / high_pass(picture.double().mean(dim=-1))[region].std()

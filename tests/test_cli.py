@@ -93,6 +93,7 @@ def test_the_nodes_leave_a_large_motion_to_the_render_which_integrates_it_in_par
     from text2cinemagraph.nodes import motion as motion_nodes
     from text2cinemagraph.nodes.stages import memory
     from text2cinemagraph.nodes.stages.frames import render_pixel_frames
+    from text2cinemagraph.nodes.stages.resampled_frames import render_resampled_frames
 
     import_comfy()
     monkeypatch.setattr(motion_nodes, "progress_callback", lambda total: None)
@@ -108,4 +109,6 @@ def test_the_nodes_leave_a_large_motion_to_the_render_which_integrates_it_in_par
         monkeypatch.setattr(motion_nodes, "render_part_frames", lambda *a: parts.append(original(*a)) or parts[-1])
         (frames,) = motion_nodes.SymmetricSplatFrameGen().render(picture, motion, "pixel")
         assert (parts[0] > 24) == whole and 1 <= parts[0] <= 25
-        assert torch.equal(frames, render_pixel_frames(picture, euler_integrate(flow, 24)))
+        assert torch.equal(frames, render_resampled_frames(picture, euler_integrate(flow, 24)))
+        (splatted,) = motion_nodes.SymmetricSplatFrameGen().render(picture, motion, "pixel", pixel_render="splat")
+        assert torch.equal(splatted, render_pixel_frames(picture, euler_integrate(flow, 24)))

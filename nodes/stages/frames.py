@@ -24,6 +24,11 @@ A render has three parts, and a frame passes through them in this order:
    (normalise, fill holes) here, or the learned decoder of
    :mod:`.learned_frames`.
 
+:func:`frame_chunks` only asks a method for each frame's window colours, given
+the plan's positions (a ``FrameFn``): a splatting method's is
+:func:`splatted_frame` (steps 2 and 3); the resampling render of
+:mod:`.resampled_frames` reads the picture at the positions instead.
+
 Every pixel outside the region is the picture's pixel, bit for bit, and
 frame 0 is the picture. :func:`frame_chunks` yields the frames a few at a
 time (bounded memory); :func:`render_pixel_frames` fills one ``[N, H, W, C]`` batch.
@@ -458,18 +463,32 @@ def _write_frame(out: Tensor, picture: Tensor, plan: RenderPlan, window: Optiona
     out[rows, cols] = window.view(-1, *plan.shape).permute(1, 2, 0).to(out.device)
 
 
+FrameFn = Callable[[float, list], Tensor]  # (alpha, dropped) -> [C, h * w] colours of the window
+
+
+def splatted_frame(plan: RenderPlan, accumulator: Accumulator, finish: Callable[[Accumulator], Tensor]) -> FrameFn:
+    """A splatting method's frame: its copies accumulated at the plan's positions, then finished."""
+
+    def frame(alpha: float, dropped: list[Tensor]) -> Tensor:
+        accumulator.accumulate(plan, alpha, dropped)
+        return finish(accumulator)
+
+    return frame
+
+
 def frame_chunks(
     picture: Tensor,
     plan: Optional[RenderPlan],
-    accumulator: Optional[Accumulator],
-    finish: Callable[[Accumulator], Tensor],
+    frame: Optional[FrameFn],
     chunk: int,
     progress: Optional[ProgressFn] = None,
     out: Optional[Tensor] = None,
 ) -> Iterator[Tensor]:
     """Yield the ``N`` frames as ``[k, H, W, C]`` CPU chunks of at most ``chunk``.
 
-    ``plan`` is ``None`` when nothing moves (every frame is the picture).
+    Frame ``n > 0`` is the picture with the window's colours ``frame(alpha, dropped)``
+    (:meth:`RenderPlan.positions` of ``n``). ``plan`` is ``None`` when nothing moves
+    (every frame is the picture; see :func:`still_chunks`).
     With ``out`` (``[N, H, W, C]``) the chunks are views into it; otherwise
     each is freshly allocated. ``progress(n + 1, N)`` after frame ``n``.
     """
@@ -479,15 +498,19 @@ def frame_chunks(
         last = min(first + chunk, total)
         batch = out[first:last] if out is not None else torch.empty((last - first, height, width, channels))
         for n in range(first, last):
-            window = None
-            if n > 0 and plan is not None:
-                alpha, dropped = plan.positions(n)
-                accumulator.accumulate(plan, alpha, dropped)
-                window = finish(accumulator)
+            window = frame(*plan.positions(n)) if n > 0 and plan is not None else None
             _write_frame(batch[n - first], picture, plan, window)
             if progress is not None:
                 progress(n + 1, total)
         yield batch
+
+
+def still_chunks(picture: Tensor, num_frames: int, chunk: int, progress: Optional[ProgressFn] = None,
+                 out: Optional[Tensor] = None) -> Iterator[Tensor]:
+    """:func:`frame_chunks` of a loop where nothing moves: ``num_frames`` copies of the ``[H, W, C]`` picture."""
+    if out is None:
+        out = torch.empty((num_frames, *picture.shape))
+    return frame_chunks(picture, None, None, chunk, progress, out)
 
 
 def pixel_frame_chunks(
@@ -504,9 +527,7 @@ def pixel_frame_chunks(
     """The pixel method's frames, ``chunk`` at a time (see :func:`render_pixel_frames`)."""
     picture = check_picture(image, motion).float().cpu()
     if motion.sources.numel() == 0:
-        if out is None:
-            out = torch.empty((motion.num_frames, *picture.shape))
-        return frame_chunks(picture, None, None, lambda accum: None, chunk, progress, out)
+        return still_chunks(picture, motion.num_frames, chunk, progress, out)
     plan = RenderPlan(motion, device if device is not None else motion.flow.device, part_frames=part_frames)
     window = plan.window(picture.to(plan.device))
     carried = torch.cat((window, window.new_ones((1, window.shape[1]))))
@@ -515,7 +536,7 @@ def pixel_frame_chunks(
         weight = torch.exp(z - z.max())[plan.rows, plan.cols].reshape(1, -1)
         carried = torch.cat((window * weight, weight))
     accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
-    return frame_chunks(picture, plan, accum, PixelFinisher(plan, window), chunk, progress, out)
+    return frame_chunks(picture, plan, splatted_frame(plan, accum, PixelFinisher(plan, window)), chunk, progress, out)
 
 
 def stream_pixel_frames(
@@ -526,18 +547,20 @@ def stream_pixel_frames(
     parts: int = 2,
     device="cpu",
     progress: Optional[ProgressFn] = None,
+    chunks: Callable[..., Iterator[Tensor]] = pixel_frame_chunks,
 ) -> Iterator[Tensor]:
     """Integrate and render a loop in ``parts`` runs of consecutive frames, ``chunk`` frames at a time.
 
     Only one part's trajectories are held at once: ``1 / parts`` of the memory
     of a whole loop's. The forward integration continues from part to part;
     the backward one resumes from checkpoints or, with many small parts, starts
-    again for each (:class:`...kernels.integrate.LoopIntegrator`). The frames
-    equal :func:`render_pixel_frames`'s.
+    again for each (:class:`...kernels.integrate.LoopIntegrator`). ``chunks`` is
+    the render (default :func:`pixel_frame_chunks`; see
+    :data:`.resampled_frames.PIXEL_RENDERS`); the frames equal its whole-loop render's.
     """
     motion = euler_integrate(flow.to(device), num_frames, frames=range(0))
     part_frames = -(-num_frames // max(parts, 1))
-    return pixel_frame_chunks(image, motion, progress=progress, chunk=chunk, device=device, part_frames=part_frames)
+    return chunks(image, motion, progress=progress, chunk=chunk, device=device, part_frames=part_frames)
 
 
 def render_pixel_frames(

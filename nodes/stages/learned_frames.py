@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ...kernels import Motion
 from ...kernels.morphology import erode
-from .frames import RenderPlan, check_picture, frame_chunks, make_accumulator
+from .frames import RenderPlan, check_picture, frame_chunks, make_accumulator, splatted_frame
 from .networks.frame_net import MIN_WEIGHT, importance_weights
 
 ProgressFn = Callable[[int, int], None]
@@ -126,7 +126,7 @@ def render_learned_frames(
         carried = _encode(network, colour, plan)
         finish = LearnedFinisher(plan, network, carried, picture, band if correct_reconstruction else None)
         accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
-        for _ in frame_chunks(picture, plan, accum, finish, motion.num_frames, progress, out):
+        for _ in frame_chunks(picture, plan, splatted_frame(plan, accum, finish), motion.num_frames, progress, out):
             pass
     return out
 
