@@ -1,5 +1,5 @@
-"""Renders the README's comparison of the weight-free renders, ``docs/renders_frames.jpg`` and
-``docs/renders_detail.png``, from the code (like the thumbnails: run on request,
+"""Renders the README's comparison of the weight-free renders, ``workflows/readme/renders_frames.jpg`` and
+``workflows/readme/renders_detail.png``, from the code (like the thumbnails: run on request,
 ``python -P tests/make_readme_pictures.py``; the tests never write into the repository).
 
 The bundled photograph ``evening_glow`` with its water mask, ``procedural`` flow ``left to right``
@@ -28,7 +28,7 @@ from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow  # noq
 from text2cinemagraph.nodes.stages.resampled_frames import render_frames  # noqa: E402
 
 PHOTOGRAPH = "evening_glow"
-DOCS = os.path.join(os.path.dirname(HERE), "docs")
+DOCS = os.path.join(os.path.dirname(HERE), "workflows", "readme")  # the top level is fixed: no docs/ folder
 FRAMES, CROP, ZOOM = 60, (slice(196, 266), slice(150, 350)), 2  # rows, cols of the water shown, enlarged
 COLOURS = {"splat": (200, 80, 60), "resample": (40, 110, 200)}
 
