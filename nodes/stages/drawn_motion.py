@@ -46,6 +46,7 @@ from torch import Tensor
 
 from ...kernels.errors import InputError
 from ...kernels.morphology import edge_distance
+from ...kernels.splat import splat_torch_
 from .procedural_flow import MAX_SPEED, FlowSettings, flow_speed, taper_profile
 
 WIDGET = "drawing"
@@ -329,23 +330,6 @@ def _label_at(labels: Tensor, points: Tensor) -> Tensor:
     return labels[_pixel_of(points, labels.shape)]
 
 
-def _splat(points: Tensor, values: Tensor, origin: Tensor, cell: float, shape: tuple[int, int]) -> Tensor:
-    """``[3, rows, cols]``: ``values [N, 2]`` and a weight of 1 per sample, spread bilinearly onto the
-    nodes ``origin + cell * (column, row)``."""
-    rows, cols = shape
-    at = (points - origin) / cell
-    corner = at.floor()
-    frac = at - corner
-    index = corner[:, 1].long() * cols + corner[:, 0].long()
-    carried = torch.cat((values, torch.ones(len(values), 1, dtype=values.dtype)), 1).T  # [3, N]
-    grid = torch.zeros(3, rows * cols, dtype=values.dtype)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            weight = (frac[:, 0] if dx else 1.0 - frac[:, 0]) * (frac[:, 1] if dy else 1.0 - frac[:, 1])
-            grid.index_add_(1, index + dy * cols + dx, carried * weight)
-    return grid.view(3, rows, cols)
-
-
 def _gaussian(centres: Tensor, nodes: Tensor, occupied: Tensor, sigma: float) -> Tensor:
     """``[len(centres), len(nodes)]`` weights ``exp(-d^2 / 2 sigma^2)``, each row divided by its
     largest value over the ``occupied`` nodes (a per-pixel factor, which cancels in a ratio).
@@ -376,7 +360,11 @@ def blurred_average(points: Tensor, values: Tensor, sigma: float, box: Box) -> T
     low = points.amin(0)
     cell = sigma / 4.0
     cols, rows = (((points.amax(0) - low) / cell).floor().long() + 2).tolist()
-    grid = _splat(points, values, low, cell, (rows, cols))
+    at = (points - low) / cell  # node coordinates: every sample lies inside the grid
+    carried = torch.cat((values, torch.ones(len(values), 1, dtype=values.dtype)), 1).T  # [3, N]: value, weight
+    grid = torch.zeros(3, rows * cols, dtype=values.dtype)
+    splat_torch_(grid, carried, at[:, 0], at[:, 1], torch.ones(len(values), dtype=values.dtype), cols)
+    grid = grid.view(3, rows, cols)
     occupied = grid[2] > 0
     across = _gaussian(xs, low[0] + cell * torch.arange(cols, dtype=torch.float64), occupied.any(0), sigma)
     down = _gaussian(ys, low[1] + cell * torch.arange(rows, dtype=torch.float64), occupied.any(1), sigma)

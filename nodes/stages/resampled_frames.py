@@ -37,8 +37,8 @@ import math
 from typing import Iterator, Optional
 
 import torch
-from kornia.filters import gaussian_blur2d
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
 from ...kernels import Motion
