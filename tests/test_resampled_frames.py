@@ -15,6 +15,8 @@ from text2cinemagraph.nodes.stages.directions import DIRECTION_SECTORS
 from text2cinemagraph.nodes.stages.frames import render_pixel_frames
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
 from text2cinemagraph.nodes.stages.resampled_frames import (
+    MAX_TRAVEL_PX,
+    loop_period,
     render_resampled_frames,
     resampled_frame_chunks,
     reversed_motion,
@@ -123,6 +125,49 @@ def test_no_picture_content_is_dragged_in_across_the_region_edge():
     video = render_resampled_frames(picture, euler_integrate(flow, 40))
     water = mask[0] > 0.5
     assert float(video[:, water].max()) <= float(picture[water].max()) + 0.02
+
+
+def test_a_loop_longer_than_the_water_carries_plays_a_shorter_one_again():
+    # A band 40 px high flowing across itself at 1 px/frame for 48 frames: no copy can cross it.
+    picture = smooth_texture(96, 96, seed=8)
+    mask = torch.zeros(1, 96, 96)
+    mask[0, 28:68, :] = 1.0
+    flow, _ = procedural_flow(mask, "downwards", 1.0, "generic", 2)
+    motion = euler_integrate(flow, 48)
+    period = loop_period(motion)
+    assert 12 <= period < 48 and 48 % period == 0
+    video = render_resampled_frames(picture, motion)
+    assert torch.equal(video[period:], video[:-period])
+    assert torch.equal(video[: period], render_resampled_frames(picture, euler_integrate(flow, period)))
+    streamed = torch.cat(list(resampled_frame_chunks(picture, euler_integrate(flow, 48, frames=range(0)), chunk=7,
+                                                     part_frames=5)))
+    assert torch.equal(streamed, video)
+    # Along the band the water carries the whole loop, so it is not shortened.
+    along, _ = procedural_flow(mask, "left to right", 1.0, "generic", 2)
+    assert loop_period(euler_integrate(along, 24, frames=range(0))) == 24
+    # Nor is a loop whose copies travel less than MAX_TRAVEL_PX along wide water.
+    wide = torch.zeros(1, 96, 320)
+    wide[0, 8:88, :] = 1.0
+    slow, _ = procedural_flow(wide, "left to right", 0.25, "generic", 2)
+    assert loop_period(euler_integrate(slow, int(MAX_TRAVEL_PX / 0.25) // 2, frames=range(0))) == int(MAX_TRAVEL_PX / 0.25) // 2
+
+
+@pytest.mark.parametrize("name, direction, speed, frames", [
+    ("by_the_water", "downwards", 0.25, 120), ("by_the_water", "left to right", 1.0, 120),
+    ("evening_glow", "downwards", 1.0, 120), ("evening_glow", "left to right", 0.25, 120),
+])
+def test_frames_of_a_photograph_keep_their_detail_slow_and_fast(name, direction, speed, frames):
+    # The slowest loop (most sub-pixel reads) and the longest travel (120 px: a shorter loop played
+    # again), along and across each water; tests/benchmark_render_quality.py measures every speed
+    # and length in both directions (BENCHMARKS.md).
+    picture, mask = photograph(name)
+    flow, _ = procedural_flow(mask, direction, speed, "generic", 0)
+    video = render_resampled_frames(picture, euler_integrate(flow, frames))
+    rows = torch.nonzero(mask[0].any(dim=1)).squeeze(1)
+    rows = slice(int(rows[0]) - 8, int(rows[-1]) + 9)  # the water's rows: what the measure reads
+    region = erode(mask[0] > 0.5, 7)[rows]
+    detail = detail_curve(torch.cat((video[:, rows], picture[None, rows])), picture[rows], region)
+    assert float(detail.min()) >= 0.90 and float(detail.max() - detail.min()) <= 0.10, detail
 
 
 @pytest.mark.parametrize("name, rows", [("by_the_water", slice(120, 280)), ("evening_glow", slice(185, 285))])

@@ -26,7 +26,11 @@ came from, instead of pushing the picture's pixels to where they go:
   keep the picture's contrast and copies that show the same pixels (at the
   loop's ends, near still water) are mixed plainly, never over-sharpened;
 * the moving pixels are extended a few pixels over the still ones before
-  reading (:func:`extend_moving`), so no bank or rock is read into the water.
+  reading (:func:`extend_moving`), so no bank or rock is read into the water;
+* a copy carried far is bent into arcs by the flow's turns, and one carried
+  across a narrow band of water runs out of water: where the loop's travel is
+  more than the water can carry (:func:`loop_period`), the render makes a
+  loop ``L = N / K`` frames long and plays it ``K`` times.
 
 Pixels with no flow are the picture's, bit for bit; frame 0 is the picture.
 """
@@ -41,15 +45,21 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
-from ...kernels import Motion
+from ...kernels import Motion, euler_integrate
 from ...kernels.errors import InputError
 from .frames import SLICE, ProgressFn, RenderPlan, check_picture, frame_chunks, pixel_frame_chunks, still_chunks
 
 LOW_PASS_SIGMA = 4.0  # px: detail finer than this is what the mix restores
+FINE_SIGMA = 1.0  # px: the finest band, below this blur, is what a sub-pixel read dulls most
 AGREE_PX = 1.0  # px: copies this far apart share about 60% of their detail
 CUBIC_MARGIN = 2  # px of picture around the window that a bicubic read reaches
 MIN_VISIBLE = 1e-3  # where both copies are hidden, they are mixed by alpha alone
 EDGE_PX = 8.0  # px: a copy whose trace ends this close to the picture's edge fades out (nothing is known beyond)
+MAX_TRAVEL_PX = 40.0  # px: the farthest a copy is carried before the flow's turns bend it into arcs
+WATER_SHARE = 0.5  # of the water a path crosses (upstream edge to downstream edge), what one copy may travel
+MIN_PERIOD = 12  # frames: a shorter loop would flicker
+OFFSET_STEPS = 5  # fractional offsets 0, 1/8, .., 1/2 per axis at which a bicubic read's loss of detail is measured
+PATH_SAMPLES = 4096  # moving pixels whose paths measure the water's length along the flow
 
 
 def reversed_motion(motion: Motion) -> Motion:
@@ -83,6 +93,94 @@ def extend_moving(image: Tensor, moving: Tensor, steps: int = CUBIC_MARGIN + 1) 
     return torch.where(known > 0, image, picture)
 
 
+def path_frames(flow: Tensor, sources: Tensor, steps: int, samples: int = PATH_SAMPLES) -> Tensor:
+    """``[S]`` for up to ``samples`` of the ``sources`` (evenly spaced), the frames their path through
+    the water lasts: Euler steps along ``-flow`` and along ``flow`` (at most ``steps`` each) until
+    the flow under the path drops below half the source's speed (still water or the region's edge).
+
+    ``flow``: ``[2, H, W]``; ``sources``: ``[M]`` flat indices of the moving pixels.
+    """
+    height, width = flow.shape[1:]
+    picked = sources[torch.linspace(0, sources.numel() - 1, min(samples, sources.numel())).long()]
+    start = torch.stack(((picked % width).float(), torch.div(picked, width, rounding_mode="floor").float()))
+    scale = torch.tensor([[2.0 / max(width - 1, 1)], [2.0 / max(height - 1, 1)]], device=flow.device)
+    field = flow[None].float()
+
+    def velocity(position: Tensor) -> Tensor:
+        grid = (position * scale - 1.0).t()[None, None]  # [1, 1, S, 2]
+        return F.grid_sample(field, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0, :, 0]
+
+    own_speed = torch.hypot(*velocity(start))
+    frames = torch.zeros_like(own_speed)
+    for sign in (-1.0, 1.0):
+        position, inside = start.clone(), torch.ones_like(own_speed, dtype=torch.bool)
+        for _ in range(steps):
+            step = velocity(position)
+            inside &= torch.hypot(*step) >= 0.5 * own_speed
+            if not bool(inside.any()):
+                break
+            frames += inside.float()
+            position += sign * step * inside
+    return frames
+
+
+def loop_period(motion: Motion) -> int:
+    """The frames ``L`` of the loop the render makes and plays ``N / L`` times (``L`` divides ``N``).
+
+    The longest that keeps each copy's travel within :data:`MAX_TRAVEL_PX` (at
+    the 90th percentile of the speeds) and within :data:`WATER_SHARE` of the
+    water its path crosses (the median path, :func:`path_frames`); never
+    shorter than :data:`MIN_PERIOD` frames, and ``N`` itself when it fits.
+    """
+    total = motion.num_frames
+    sources = motion.sources[:: max(1, motion.sources.numel() // (64 * PATH_SAMPLES))]  # torch.quantile's size limit
+    speed = torch.hypot(*motion.flow.flatten(1)[:, sources].float())
+    travel_limit = MAX_TRAVEL_PX / max(float(torch.quantile(speed, 0.9)), 1e-6)
+    longest = math.ceil(total / WATER_SHARE)  # a path this long (either way) fits the whole loop
+    water_limit = WATER_SHARE * float(path_frames(motion.flow, motion.sources, longest).median())
+    limit = min(travel_limit, water_limit)
+    periods = [n for n in range(1, total + 1) if total % n == 0 and n >= min(total, MIN_PERIOD)]
+    fitting = [n for n in periods if n <= limit]
+    return max(fitting) if fitting else min(periods)
+
+
+def bicubic_loss(detail: Tensor, loss_bands: int, sources: Tensor, scale: Tensor, samples: int = 1 << 16) -> Tensor:
+    """``[1, B, K, K]`` (``K`` = :data:`OFFSET_STEPS`) the standard deviation of each of the ``B``
+    bands of ``detail`` (``[1, B * C, h, w]``, band-major) read bicubically at its moving pixels
+    (``sources``, flat indices, up to ``samples`` of them) shifted by ``(i, j) / (2 (K - 1))`` px,
+    over the same unshifted (1 at 0).
+
+    No interpolation keeps the finest detail at a half-pixel shift, so a copy
+    read there is duller than one read at a whole pixel; over a slow loop that
+    is a flicker of sharpness every few frames. The table measures the loss on
+    this picture, so that :func:`detail_gain` can restore the copies' contrast.
+    """
+    width = detail.shape[-1]
+    channels = detail.shape[1] // loss_bands
+    picked = sources[:: max(1, sources.numel() // samples)]
+    x = (picked % width).float()
+    y = torch.div(picked, width, rounding_mode="floor").float()
+    offsets = torch.linspace(0.0, 0.5, OFFSET_STEPS, device=detail.device)
+    oy, ox = torch.meshgrid(offsets, offsets, indexing="ij")
+    points = torch.stack((x + ox.reshape(-1, 1), y + oy.reshape(-1, 1)), dim=-1)  # [K * K, S, 2]
+    read = F.grid_sample(detail, (points * scale).sub_(1.0)[None], mode="bicubic", padding_mode="border",
+                         align_corners=True)[0]  # [C, K * K, S]
+    spread = read.view(-1, channels, *read.shape[1:]).std(dim=(1, 3))  # [B, K * K]
+    loss = (spread / spread[:, :1].clamp_min(1e-12)).clamp_(0.25, 1.0)
+    return loss.view(1, -1, OFFSET_STEPS, OFFSET_STEPS)
+
+
+def detail_gain(loss: Tensor, position: Tensor) -> Tensor:
+    """``[B, P, S]`` the factor that restores the contrast of each band of detail read at
+    ``position`` (``[P, 2, S]`` px): one over :func:`bicubic_loss` at its fractional part (folded:
+    a shift by ``f`` loses as much as one by ``1 - f``)."""
+    fraction = position - position.floor()
+    folded = torch.minimum(fraction, 1.0 - fraction)  # [P, 2, S] in [0, 1/2]
+    grid = (folded * 4.0 - 1.0).transpose(1, 2)[None]  # [0, 1/2] -> [-1, 1]; [1, P, S, 2]
+    table = F.grid_sample(loss, grid.flatten(1, 2)[:, None], mode="bilinear", align_corners=True)
+    return table.view(loss.shape[1], position.shape[0], position.shape[2]).reciprocal_()
+
+
 class Resampler:
     """Reads the two copies of frame ``n`` at the plan's positions and mixes them.
 
@@ -101,24 +199,28 @@ class Resampler:
         radius = math.ceil(3 * LOW_PASS_SIGMA)
         low = gaussian_blur2d(image, 2 * radius + 1, (LOW_PASS_SIGMA, LOW_PASS_SIGMA), border_type="reflect")
         speed = torch.hypot(*flow[:, plan.rows, plan.cols].to(planar.device)).view(1, 1, height, width)
-        self.detail = image - low  # [1, C, h, w] read bicubically
+        radius = math.ceil(3 * FINE_SIGMA)
+        sharp = gaussian_blur2d(image, 2 * radius + 1, (FINE_SIGMA, FINE_SIGMA), border_type="reflect")
+        self.detail = torch.cat((image - sharp, sharp - low), dim=1)  # [1, 2C, h, w] fine, mid: read bicubically
         self.smooth = torch.cat((low, speed), dim=1)  # [1, C + 1, h, w] smooth: read bilinearly
         # Window pixels -> grid_sample's [-1, 1] (align_corners=True).
         self.scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=planar.device)
         self.plan, self.planar, self.channels = plan, planar, channels
         self.source_speed = speed.view(-1)[plan.sources]  # [M]
+        self.loss = bicubic_loss(self.detail, 2, plan.sources, self.scale)  # [1, 2, K, K]
         # Window coordinates -> distance to the picture's edges: left/top = p + start, right/bottom = end - p.
         start = torch.tensor([[float(plan.cols.start)], [float(plan.rows.start)]], device=planar.device)
         end = torch.tensor([[flow.shape[2] - 1.0], [flow.shape[1] - 1.0]], device=planar.device) - start
         self.edge = (start, end)
         self.colour = planar.clone()
         self.source_colour = planar[:, plan.sources]
-        self.low, self.high = float(planar.min()), float(planar.max())
+        # The water's own range, channel by channel: a restored blend of two copies can overshoot it.
+        self.low, self.high = self.source_colour.amin(dim=1, keepdim=True), self.source_colour.amax(dim=1, keepdim=True)
         self.kept = planar.new_empty(2 * plan.count)  # 0 for a copy outside the picture in this frame
         self.slices = [slice(first, min(first + SLICE, plan.count)) for first in range(0, plan.count, SLICE)]
 
     def _read(self, position: Tensor) -> tuple[Tensor, Tensor]:
-        """``([C, 2, S] detail, [C + 1, 2, S] low-pass and speed)`` under copies at ``position``
+        """``([2C, 2, S] detail (fine, mid), [C + 1, 2, S] low-pass and speed)`` under copies at ``position``
         (``[2 copies, 2 (x, y), S]`` window pixels)."""
         grid = (position.transpose(1, 2) * self.scale).sub_(1.0).unsqueeze(0)  # [1, 2, S, 2]
         sample = dict(padding_mode="border", align_corners=True)
@@ -154,8 +256,11 @@ class Resampler:
             spread = torch.sqrt(w1 * w1 + w2 * w2 + 2.0 * w1 * w2 * agree).clamp_min(1e-12)
             low = smooth[:channels]
             mixed = torch.mul(low[:, 0], w1).addcmul_(low[:, 1], w2)
-            mixed.addcmul_(detail[:, 0], w1 / spread).addcmul_(detail[:, 1], w2 / spread)
-            mixed.clamp_(self.low, self.high)
+            gain = detail_gain(self.loss, position) / spread  # [2 bands, 2 copies, S]
+            for band in range(2):
+                layer = detail[band * channels : (band + 1) * channels]
+                mixed.addcmul_(layer[:, 0], w1 * gain[band, 0]).addcmul_(layer[:, 1], w2 * gain[band, 1])
+            torch.minimum(mixed.clamp_min_(self.low), self.high, out=mixed)
             if dropped:
                 mixed = torch.where((w1 + w2) == 0, self.source_colour[:, part], mixed)  # both left the picture
             self.colour[:, plan.sources[part]] = mixed
@@ -176,9 +281,44 @@ def resampled_frame_chunks(
     if motion.sources.numel() == 0:
         return still_chunks(picture, motion.num_frames, chunk, progress, out)
     device = device if device is not None else motion.flow.device
+    period = loop_period(motion)
+    if period == motion.num_frames:
+        return _period_chunks(picture, motion, device, chunk, progress, out, part_frames)
+    return _repeated_chunks(picture, motion, period, device, chunk, progress, out, part_frames)
+
+
+def _period_chunks(picture, motion, device, chunk, progress, out, part_frames) -> Iterator[Tensor]:
+    """:func:`.frames.frame_chunks` of the loop of ``motion`` (all its frames)."""
     plan = RenderPlan(reversed_motion(motion), device, margin=CUBIC_MARGIN, part_frames=part_frames)
     resampler = Resampler(plan, plan.window(picture.to(plan.device)), motion.flow)
     return frame_chunks(picture, plan, resampler, chunk, progress, out)
+
+
+def _repeated_chunks(picture, motion, period, device, chunk, progress, out, part_frames) -> Iterator[Tensor]:
+    """The ``N`` frames as ``N / period`` plays of the loop ``period`` frames long.
+
+    Into ``out`` the loop is rendered once and copied; streamed, it is rendered
+    again for each play, so that no more than a chunk is held.
+    """
+    total = motion.num_frames
+    whole = motion.stored_frames == range(total + 1)
+    short = euler_integrate(motion.flow, period, frames=None if whole else range(0))
+    for play in range(total // period):
+        first = play * period
+
+        def played(done: int, _: int, first: int = first) -> None:
+            if progress is not None:
+                progress(first + done, total)
+
+        if out is not None and play > 0:
+            for start in range(0, period, chunk):
+                stop = min(start + chunk, period)
+                out[first + start : first + stop] = out[start:stop]
+                played(stop, period)
+                yield out[first + start : first + stop]
+            continue
+        target = out[:period] if out is not None else None
+        yield from _period_chunks(picture, short, device, chunk, played, target, part_frames)
 
 
 def render_resampled_frames(
