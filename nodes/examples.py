@@ -11,11 +11,11 @@ ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 # Example -> (picture, mask of the water) in workflows/assets: drawn by draw_example.py, or
 # photographs (credited in CREDITS.md) with masks traced by photo_masks.py.
-EXAMPLES = {
-    "lake": ("lake.png", "lake_mask.png"),
-    "lake_painting": ("t2c_painting.png", "lake_mask.png"),  # the same scene as an oil painting
+EXAMPLES = {  # the first is the node's default
     "by_the_water": ("by_the_water.jpg", "by_the_water_mask.png"),
     "evening_glow": ("evening_glow.jpg", "evening_glow_mask.png"),
+    "lake": ("lake.png", "lake_mask.png"),
+    "lake_painting": ("t2c_painting.png", "lake_mask.png"),  # the same scene as an oil painting
 }
 PICTURE_ROUTE = "/t2c/example_picture"  # ?name=<example>: what MotionBrush's canvas shows before a run
 
@@ -44,9 +44,9 @@ class T2CExampleImage:
                 "example": (
                     list(EXAMPLES),
                     {
-                        "tooltip": "lake: a mountain lake at dusk (drawn); lake_painting: the same scene as an oil "
-                        "painting; by_the_water, evening_glow: photographs of a lake (KDE wallpapers, credited in "
-                        "workflows/assets/CREDITS.md)."
+                        "tooltip": "by_the_water, evening_glow: photographs of a lake (KDE wallpapers, credited in "
+                        "workflows/assets/CREDITS.md); lake: a mountain lake at dusk (drawn); lake_painting: the "
+                        "same scene as an oil painting."
                     },
                 ),
             }

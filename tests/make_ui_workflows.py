@@ -68,7 +68,7 @@ NOTES = {
         QUEUE_STEP,
     ),
     "animate_picture": (
-        "No model needed: queue as is to animate the example lake.",
+        "No model needed: queue as is to animate the example photograph (its water traced by hand).",
         "Your own picture: replace the example node with LoadImage and paint the moving part in the mask editor.",
         "Direction and speed are set in T2C Flow Predictor; the loop is written to output/text2cinemagraph.",
     ),

@@ -66,12 +66,12 @@ def test_animate_picture_workflow_writes_the_video(comfy_server):
     assert outputs["5"]["animated"] == [True] and len(video_files) == 1
     assert video_files[0]["filename"].endswith(".mp4") and video_files[0]["type"] == "output"
     frames = decode(comfy_server.view(video_files[0]))
-    assert frames.shape == (60, 512, 512, 3)
-    picture = np.asarray(Image.open(f"{REPO}/workflows/assets/lake.png").convert("RGB"), dtype=np.float32)
+    assert frames.shape == (60, 512, 768, 3)
+    picture = np.asarray(Image.open(f"{REPO}/workflows/assets/by_the_water.jpg").convert("RGB"), dtype=np.float32)
     assert np.abs(frames[0] - picture).mean() < 3  # frame 0 is the picture, up to h264's loss
-    water = frames[:, 330:]
-    assert np.abs(water[30] - water[0]).mean() > 1.0  # the water moves
-    sky = frames[:, :150]  # far from the water: still, up to the codec's noise
+    water = frames[:, 145:195]  # inside the traced water (workflows/assets/photo_masks.py)
+    assert np.abs(water[15] - water[0]).mean() > 1.0  # the water moves
+    sky = frames[:, :110]  # far from the water: still, up to the codec's noise
     assert np.abs(sky - sky[0]).mean() < 0.3 and np.abs(sky - sky[0]).max() <= 6
     assert len(outputs["6"]["images"]) == 1  # the flow preview
     leftovers = [p.name for p in comfy_server.output_dir.rglob(".*")]
