@@ -37,6 +37,7 @@ Pixels with no flow are the picture's, bit for bit; frame 0 is the picture.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Iterator, Optional
 
@@ -60,6 +61,8 @@ WATER_SHARE = 0.5  # of the water a path crosses (upstream edge to downstream ed
 MIN_PERIOD = 12  # frames: a shorter loop would flicker
 OFFSET_STEPS = 5  # fractional offsets 0, 1/8, .., 1/2 per axis at which a bicubic read's loss of detail is measured
 PATH_SAMPLES = 4096  # moving pixels whose paths measure the water's length along the flow
+
+log = logging.getLogger("text2cinemagraph")
 
 
 def reversed_motion(motion: Motion) -> Motion:
@@ -284,6 +287,8 @@ def resampled_frame_chunks(
     period = loop_period(motion)
     if period == motion.num_frames:
         return _period_chunks(picture, motion, device, chunk, progress, out, part_frames)
+    log.info("the water carries a copy %d frames at most: the loop of %d frames plays a loop of %d frames %d times",
+             period, motion.num_frames, period, motion.num_frames // period)
     return _repeated_chunks(picture, motion, period, device, chunk, progress, out, part_frames)
 
 
