@@ -135,13 +135,13 @@ def test_loop_brightness_follows_the_reference_frame_not_the_flicker():
 
 def brute_force_span(clip, found, blend: int, periods) -> tuple[float, int, int]:
     """``(cost, start, period)`` of the cheapest span, every span tried and every cost summed afresh."""
-    from text2cinemagraph.nodes.stages.clip_loop import deflickered
+    from text2cinemagraph.nodes.stages.clip_loop import deflicker, flicker_fits
 
     box = region_box(found.region)
     side = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
     factor = max(1, -(-side // 64))
-    features = [region_features(f, found.region, box, factor).double()
-                for _, f in deflickered(TensorClip(clip), found.reference, ~found.region)]
+    features = [region_features(deflicker(f[box], gain, offset), found.region[box], factor).double()
+                for _, f, gain, offset in flicker_fits(TensorClip(clip), found.reference, ~found.region)]
     n, best = len(features), (math.inf, -1, -1)
     for period in periods:
         for start in range(n):

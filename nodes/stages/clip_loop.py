@@ -30,6 +30,7 @@ Outside the region every output frame is the reference frame, bit for bit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -51,7 +52,8 @@ DEFAULT_BLEND = 6  # frames of crossfade before the seam
 TAPS = (-1, 0, 1)  # frame offsets whose differences make a seam's cost (look and speed)
 FEATURE_SIDE = 64  # the region's box is averaged down to about this many pixels a side for seam costs
 FIT_STRIDE = 4  # every 4th pixel of each axis fits the flicker gains
-FLOW_FINEST_SCALE = 0  # DIS refines down to full resolution (its fast preset stops at 1/4: speeds 20-30 % low)
+FLOW_LEVEL_PX = 192  # DIS's finest level is about this many px a side (its fast preset's 1/4 gives speeds 20-30 % low)
+FLOW_PAIRS = 60  # steps whose flow is averaged, at most (spread over the clip)
 FLOW_MARGIN = 16  # px of context around the region's box for optical flow
 LUMA = (0.299, 0.587, 0.114)
 
@@ -59,11 +61,20 @@ LUMA = (0.299, 0.587, 0.114)
 # ---------------------------------------------------------------- flicker and region
 
 
-def luminance(frame: Tensor) -> Tensor:
-    """``[H, W]`` luma of an ``[H, W, C]`` frame (C = 1 is its own luma; alpha is ignored)."""
-    if frame.shape[-1] < 3:
-        return frame[..., 0]
-    return frame[..., 0] * LUMA[0] + frame[..., 1] * LUMA[1] + frame[..., 2] * LUMA[2]
+def luminance(frame: Tensor, gain: Optional[Tensor] = None, offset: Optional[Tensor] = None) -> Tensor:
+    """``[H, W]`` luma of an ``[H, W, C]`` frame (C = 1 is its own luma; alpha is ignored), of the
+    deflickered frame ``(frame - offset) / gain`` when ``gain`` and ``offset`` ``[C]`` are given
+    (one weighted sum: the deflickered frame itself is never made)."""
+    channels = 1 if frame.shape[-1] < 3 else 3
+    weights = torch.tensor(LUMA[:channels] if channels == 3 else (1.0,))
+    bias = torch.zeros(())
+    if gain is not None:
+        weights = weights / gain[:channels]
+        bias = -(weights * offset[:channels]).sum()
+    luma = frame[..., 0] * weights[0] + bias
+    for c in range(1, channels):
+        luma.add_(frame[..., c], alpha=float(weights[c]))
+    return luma
 
 
 def fit_gains(frame: Tensor, reference: Tensor, still: Tensor) -> tuple[Tensor, Tensor]:
@@ -83,16 +94,17 @@ def fit_gains(frame: Tensor, reference: Tensor, still: Tensor) -> tuple[Tensor, 
 
 
 def deflicker(frame: Tensor, gain: Tensor, offset: Tensor) -> Tensor:
-    """``[H, W, C]`` frame brought to the reference frame's brightness: ``(frame - offset) / gain``."""
-    return (frame - offset) / gain
+    """``[..., C]`` frame (or a crop of it) at the reference frame's brightness: ``(frame - offset) / gain``."""
+    return torch.addcmul(-offset / gain, frame, 1.0 / gain)
 
 
-def deflickered(clip: Clip, reference: Tensor, still: Tensor, indices: Optional[range] = None,
-                progress: Optional[Callable[[int], None]] = None) -> Iterator[tuple[int, Tensor]]:
-    """``(index, deflickered [H, W, C] frame)`` for the frames of ``clip`` in ``indices`` (default all)."""
+def flicker_fits(clip: Clip, reference: Tensor, still: Tensor, indices: Optional[range] = None,
+                 progress: Optional[Callable[[int], None]] = None) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+    """``(index, frame, gain, offset)`` for the frames of ``clip`` in ``indices`` (default all), with the
+    :func:`fit_gains` that :func:`deflicker` them (applied by the caller, to what it needs)."""
     for index, frame in frames_of(clip, indices if indices is not None else range(clip.count)):
         gain, offset = fit_gains(frame, reference, still)
-        yield index, deflicker(frame, gain, offset)
+        yield index, frame, gain, offset
         if progress is not None:
             progress(index)
 
@@ -100,10 +112,10 @@ def deflickered(clip: Clip, reference: Tensor, still: Tensor, indices: Optional[
 def motion_score(clip: Clip, reference: Tensor, still: Tensor, progress=None) -> Tensor:
     """``[H, W]``: mean absolute step of the deflickered luma between consecutive frames, 3x3 averaged."""
     total, previous = torch.zeros(clip.height, clip.width), None
-    for _, frame in deflickered(clip, reference, still, progress=progress):
-        luma = luminance(frame)
+    for _, frame, gain, offset in flicker_fits(clip, reference, still, progress=progress):
+        luma = luminance(frame, gain, offset)
         if previous is not None:
-            total += (luma - previous).abs_()
+            total += previous.sub_(luma).abs_()
         previous = luma
     score = total / (clip.count - 1)
     return F.avg_pool2d(score[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
@@ -190,43 +202,57 @@ def region_box(region: Tensor, margin: int = 0) -> tuple[slice, slice]:
 # ---------------------------------------------------------------- eulerian: the average flow
 
 
-def _grey8(frame: Tensor):
-    """``[h, w]`` uint8 numpy luma of a frame, for OpenCV."""
-    return luminance(frame).mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).numpy()
+def _grey8(frame: Tensor, gain: Tensor, offset: Tensor):
+    """``[h, w]`` uint8 numpy luma of a deflickered frame (or crop), for OpenCV."""
+    return luminance(frame, gain, offset).mul_(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).numpy()
+
+
+def flow_pairs(count: int, most: int) -> set[int]:
+    """Frames ``t`` whose step to ``t + 1`` is measured: all ``count - 1``, or ``most`` spread evenly over the clip."""
+    steps = count - 1
+    if steps <= most:
+        return set(range(steps))
+    return {round(i * (steps - 1) / (most - 1)) for i in range(most)}
 
 
 def average_flow(clip: Clip, found: ClipRegion, progress: Optional[Callable[[int], None]] = None) -> Tensor:
     """``[2, H, W]`` float32 velocity (px/frame, x right, y down): the mean over the clip of the dense
     optical flow between consecutive deflickered frames (DIS, Kroeger et al. 2016), zero outside the region.
 
-    Flow is measured inside the region's box plus :data:`FLOW_MARGIN` px, on one CPU thread (deterministic).
+    At most :data:`FLOW_PAIRS` steps are measured, spread evenly over the clip. Flow is measured inside
+    the region's box plus :data:`FLOW_MARGIN` px, on one CPU thread (deterministic), refined down to a
+    level of about :data:`FLOW_LEVEL_PX` px a side (full resolution for small regions).
     """
     import cv2
 
     cv2.setNumThreads(1)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    dis.setFinestScale(FLOW_FINEST_SCALE)
     rows, cols = region_box(found.region, FLOW_MARGIN)
-    total, previous, pairs = None, None, 0
-    for _, frame in deflickered(clip, found.reference, ~found.region, progress=progress):
-        grey = _grey8(frame[rows, cols])
-        if previous is not None:
+    side = max(rows.stop - rows.start, cols.stop - cols.start)
+    dis.setFinestScale(max(0, round(math.log2(side / FLOW_LEVEL_PX))))
+    pairs = flow_pairs(clip.count, FLOW_PAIRS)
+    total, previous = None, None
+    for index, frame, gain, offset in flicker_fits(clip, found.reference, ~found.region, progress=progress):
+        if index not in pairs and index - 1 not in pairs:
+            continue
+        grey = _grey8(frame[rows, cols], gain, offset)
+        if index - 1 in pairs:
             step = torch.from_numpy(dis.calc(previous, grey, None))  # [h, w, 2]
             total = step if total is None else total.add_(step)
-            pairs += 1
         previous = grey
     flow = torch.zeros(2, clip.height, clip.width)
-    flow[:, rows, cols] = (total / pairs).permute(2, 0, 1)
+    flow[:, rows, cols] = (total / len(pairs)).permute(2, 0, 1)
     return flow * found.region
 
 
 # ---------------------------------------------------------------- loop: the cheapest span
 
 
-def region_features(frame: Tensor, region: Tensor, box: tuple[slice, slice], factor: int) -> Tensor:
-    """``[F]`` the region's pixels of a frame, averaged over ``factor x factor`` blocks of its box."""
-    crop = frame[box].permute(2, 0, 1)[None]  # [1, C, h, w]
-    inside = region[box].float()[None, None]
+def region_features(crop: Tensor, region: Tensor, factor: int) -> Tensor:
+    """``[F]`` the ``region [h, w]`` pixels of a frame's crop ``[h, w, C]`` to the region's box, averaged
+    over ``factor x factor`` blocks (those at least half inside the region)."""
+    inside = region.float()[None, None]
+    crop = crop.permute(2, 0, 1)[None]  # [1, C, h, w]
     blocks = F.avg_pool2d(crop * inside, factor, ceil_mode=True)
     share = F.avg_pool2d(inside, factor, ceil_mode=True)
     keep = share[0, 0] >= 0.5
@@ -289,8 +315,8 @@ def seam_span(clip: Clip, found: ClipRegion, blend: int, frames: int, progress=N
         raise InputError("blend", f"must be 0 or more, got {blend}")
     box = region_box(found.region)
     factor = max(1, -(-max(box[0].stop - box[0].start, box[1].stop - box[1].start) // FEATURE_SIDE))
-    features = [region_features(frame, found.region, box, factor)
-                for _, frame in deflickered(clip, found.reference, ~found.region, progress=progress)]
+    features = [region_features(deflicker(frame[box], gain, offset), found.region[box], factor)
+                for _, frame, gain, offset in flicker_fits(clip, found.reference, ~found.region, progress=progress)]
     return choose_span(frame_distances(torch.stack(features)), blend, frames)
 
 
@@ -307,23 +333,27 @@ def loop_chunks(clip: Clip, found: ClipRegion, span: LoopSpan, blend: int, chunk
     Output frame ``k`` is the reference frame outside the region and, inside it, deflickered frame
     ``s + k``, crossfaded in the last ``blend`` frames into frame ``s - blend + j`` (weight ``(j + 1) /
     (blend + 1)``), so the last frame leads into the first (frame ``s``) like a natural step.
-    Holds ``blend`` frames of the clip and one chunk.
+    Only the region's box is computed; holds ``blend`` crops of the clip and one chunk.
     """
     s, p = span.start, span.period
-    reference, region = found.reference, found.region[..., None]
+    box = region_box(found.region)
+    inside, reference = found.region[box][..., None], found.reference
     held, batch, filled = {}, None, 0
-    for index, frame in deflickered(clip, reference, ~found.region, range(s - blend, s + p)):
+    for index, frame, gain, offset in flicker_fits(clip, reference, ~found.region, range(s - blend, s + p)):
+        crop = deflicker(frame[box], gain, offset)
         if index < s:
-            held[index - (s - blend)] = frame
+            held[index - (s - blend)] = crop
             continue
         k = index - s
         weight = crossfade_weight(k, p, blend)
         if weight > 0:
-            frame = frame.mul_(1.0 - weight).add_(held.pop(k - (p - blend)), alpha=weight)
+            crop = crop.mul_(1.0 - weight).add_(held.pop(k - (p - blend)), alpha=weight)
         if batch is None:
             size = min(chunk, p - k)
             batch = out[k:k + size] if out is not None else torch.empty((size, *reference.shape))
-        torch.where(region, frame.clamp_(0.0, 1.0), reference, out=batch[filled])
+            batch.copy_(reference.expand_as(batch))
+        target = batch[filled][box]
+        target.copy_(torch.where(inside, crop.clamp_(0.0, 1.0), target))
         filled += 1
         if progress is not None:
             progress(k)
