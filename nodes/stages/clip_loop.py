@@ -225,7 +225,16 @@ def average_flow(clip: Clip, found: ClipRegion, progress: Optional[Callable[[int
     """
     import cv2
 
-    cv2.setNumThreads(1)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # deterministic; restored for whatever else uses OpenCV in this process
+    try:
+        return _measure_flow(cv2, clip, found, progress)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _measure_flow(cv2, clip: Clip, found: ClipRegion, progress) -> Tensor:
+    """:func:`average_flow` with OpenCV (the module ``cv2``) already set to one thread."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
     rows, cols = region_box(found.region, FLOW_MARGIN)
     side = max(rows.stop - rows.start, cols.stop - cols.start)
