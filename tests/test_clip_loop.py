@@ -215,6 +215,20 @@ def test_a_loop_longer_than_the_clip_is_refused():
         loop_clip(TensorClip(clip), frames=40, blend=2)
 
 
+def test_a_crossfade_too_long_for_the_clip_is_refused():
+    clip, _ = synthetic((1.0, 0.5), frames=8, size=32)
+    with pytest.raises(InputError, match="^blend: is 6, too long"):
+        loop_clip(TensorClip(clip), blend=6)
+    _, span, _ = loop_clip(TensorClip(clip), blend=2)
+    assert span.period >= 4
+
+
+def test_a_region_thinner_than_a_feature_block_still_chooses_by_its_pixels():
+    crop, region = torch.rand(130, 130, 3), torch.zeros(130, 130, dtype=torch.bool)
+    region[:, 64] = True  # one pixel wide, with blocks of 3 x 3
+    assert region_features(crop, region, 3).numel() == 3 * 44
+
+
 def test_a_reference_outside_the_clip_is_refused():
     clip, _ = synthetic((1.0, 0.5), frames=10, size=32)
     with pytest.raises(InputError, match=r"^reference: is 10 but the clip has frames 0..9"):

@@ -265,6 +265,8 @@ def region_features(crop: Tensor, region: Tensor, factor: int) -> Tensor:
     blocks = F.avg_pool2d(crop * inside, factor, ceil_mode=True)
     share = F.avg_pool2d(inside, factor, ceil_mode=True)
     keep = share[0, 0] >= 0.5
+    if not keep.any():  # a region thinner than a block: every block it touches
+        keep = share[0, 0] > 0
     return (blocks / share.clamp(min=1e-6))[0][:, keep].flatten()
 
 
@@ -296,6 +298,8 @@ def span_costs(distances: Tensor, blend: int, periods: range) -> Tensor:
 
 @dataclass(frozen=True)
 class LoopSpan:
+    """The loop shows frames ``start .. start + period - 1`` of the clip; ``cost``: its seam's (:func:`span_costs`)."""
+
     start: int
     period: int
     cost: float
@@ -314,6 +318,10 @@ def choose_span(distances: Tensor, blend: int, frames: int) -> LoopSpan:
     periods = range(frames, frames + 1) if frames else range(max(n // 2, blend + 1), longest + 1)
     costs = span_costs(distances, blend, periods)
     best = int(torch.argmin(costs))  # first minimum: deterministic
+    if not torch.isfinite(costs.flatten()[best]):
+        raise InputError(
+            "blend", f"is {blend}, too long for a loop of at least half of this clip of {n} frames; lower it"
+        )
     start, period = divmod(best, n + 1)
     return LoopSpan(start, period, float(costs[start, period]))
 
