@@ -16,7 +16,8 @@ In one process, alternating, median of ``--repeats`` rounds:
   EulerIntegrate + SymmetricSplatFrameGen's render of a loop of that length.
 
 Then the peak RSS each method adds while it runs (each in a fresh process), over the clip's IMAGE
-batch (the node chain's input); the eulerian figure includes the rendered loop's batch.
+batch (the node chain's input): LoopClip's path, ClipFlow's alone, and the eulerian chain, which includes
+the rendered loop's batch and the render's own working memory.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from text2cinemagraph.nodes.stages.clip_loop import clip_flow, loop_clip  # noqa
 from text2cinemagraph.nodes.stages.clips import TensorClip  # noqa: E402
 from text2cinemagraph.nodes.stages.example_clip import advected_clip, disc_region, periodic_texture  # noqa: E402
 from text2cinemagraph.nodes.stages.resampled_frames import render_frames  # noqa: E402
+
+
+MEMORY_RUNS = ("loop", "flow", "eulerian")  # flow: ClipFlow alone; eulerian: with EulerIntegrate and the render
 
 
 def make_clip(size: int, frames: int) -> torch.Tensor:
@@ -78,15 +82,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--memory-of", choices=("loop", "eulerian"), help=argparse.SUPPRESS)  # one, in this process
+    parser.add_argument("--memory-of", choices=MEMORY_RUNS, help=argparse.SUPPRESS)  # one, in this process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     picture, flow = make_inputs(args.size)
     clip = make_clip(args.size, args.frames)
     runs = {"render": lambda: run_render(picture, flow, args.frames), "loop": lambda: run_loop(clip),
-            "eulerian": lambda: run_eulerian(clip, args.frames)}
+            "eulerian": lambda: run_eulerian(clip, args.frames), "flow": lambda: clip_flow(TensorClip(clip))}
     if args.memory_of:
-        small = make_clip(64, 12)  # imports and first-call set-up (OpenCV, kernels) are not the method's memory
+        small = make_clip(64, 16)  # imports and first-call set-up (OpenCV, kernels) are not the method's memory
         run_loop(small) if args.memory_of == "loop" else run_eulerian(small, 8)
         del small
         with peak_rss() as measured:
@@ -95,6 +99,7 @@ def main() -> None:
         print(f"  {args.memory_of:9s} peak RSS added {measured.added / 2**20:7.1f} MiB = {measured.added / batch:.2f}x "
               f"the input batch ({batch / 2**20:.0f} MiB)")
         return
+    runs.pop("flow")  # timed within eulerian
     seconds = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, run in runs.items():
@@ -105,7 +110,7 @@ def main() -> None:
         median = statistics.median(values)
         print(f"  {name:9s} {median:6.2f} s  ({median / render:.2f}x render)  runs: "
               + ", ".join(f"{v:.2f}" for v in values))
-    for name in ("loop", "eulerian"):  # each in a fresh process: the peak is the method's own
+    for name in MEMORY_RUNS:  # each in a fresh process: the peak is the method's own
         subprocess.run([sys.executable, "-P", __file__, "--size", str(args.size), "--frames", str(args.frames),
                         "--threads", str(args.threads), "--memory-of", name], check=True)
 

@@ -165,6 +165,64 @@ def test_the_chosen_span_costs_what_a_brute_force_search_finds(frames):
     assert (span.start, span.period) == (start, period)
 
 
+def two_part_clip(frames: int = 48, size: int = 96):
+    """``(clip, region)``: two discs, each with one half of the clip that repeats every 16 frames (a tiling
+    texture at 6 px/frame) and one of fresh noise in every frame: the left disc repeats in the first half,
+    the right one in the second, so no single span loops both."""
+    x = torch.arange(size)[None, :].float() - size / 2
+    y = torch.arange(size)[:, None].float() - size / 2
+    left, right = (x + size / 4).square() + y.square() < 16**2, (x - size / 4).square() + y.square() < 16**2
+    calm = Footage(flicker=0.03, drift=0.0, noise=0.002)
+    texture, background = periodic_texture(size, size, seed=4), periodic_texture(size, size, cells=4, seed=5)
+    repeating = advected_clip(background, texture, left | right, (6.0, 0.0), frames, calm, seed=6)
+    generator = torch.Generator().manual_seed(7)
+    noise = 0.5 + 0.15 * torch.randn((frames, size, size, 3), generator=generator)
+    half = torch.arange(frames)[:, None, None] < frames // 2
+    noisy = (left[None] & ~half) | (right[None] & half)
+    return torch.where(noisy[..., None], noise.clamp(0, 1), repeating), left | right
+
+
+def test_each_part_of_the_region_gets_its_own_start_where_one_span_cannot_loop_both():
+    clip, region = two_part_clip()
+    frames, span, found = loop_frames(clip, frames=16, blend=2)
+    _, whole, _ = loop_frames(clip, frames=16, blend=2, spread=0)
+    assert len(span.starts) == 2 and len(whole.starts) == 1
+    assert max(span.starts) - min(span.starts) <= 24
+    assert span.cost < 0.1 * whole.cost  # measurably better: each part's seam is a natural step
+    assert seam_ratio(frames, region) <= 1.5
+    assert (frames[:, ~found.region] == clip[0][~found.region]).all()
+
+
+def test_per_part_starts_cost_what_a_brute_force_search_finds():
+    from text2cinemagraph.nodes.stages.clip_loop import MAX_SPREAD, deflicker, flicker_fits, region_parts
+
+    clip, _ = two_part_clip(frames=40)
+    found = find_region(TensorClip(clip), 0)
+    _, span, _ = loop_clip(TensorClip(clip), frames=14, blend=2)
+    parts = region_parts(found.region)
+    features = [[] for _ in parts]
+    for _, f, gain, offset in flicker_fits(TensorClip(clip), found.reference, ~found.region):
+        for part, kept in zip(parts, features):
+            box = region_box(part)
+            kept.append(region_features(deflicker(f[box], gain, offset), part[box], 1).double())
+    n, period, weights = len(features[0]), 14, [kept[0].numel() for kept in features]
+
+    def cost(kept, start):
+        taps = [(start + k, start + period + k) for k in TAPS]
+        if start < 2 or any(a < 0 or b >= n for a, b in taps):
+            return math.inf
+        return sum(float((kept[a] - kept[b]).square().mean()) for a, b in taps) / len(taps)
+
+    best = math.inf
+    for first in range(n):  # every window of starts; in each, every part its cheapest start
+        total = sum(w * min(cost(kept, s) for s in range(first, first + MAX_SPREAD + 1))
+                    for kept, w in zip(features, weights)) / sum(weights)
+        best = min(best, total)
+    assert span.cost == pytest.approx(best, rel=1e-4)
+    assert sum(w * cost(kept, s) for kept, w, s in zip(features, weights, span.starts)) / sum(weights) \
+        == pytest.approx(span.cost, rel=1e-4)
+
+
 def test_a_clip_that_repeats_loops_at_its_period():
     """A tiling texture moving 3 px/frame across a 96 px tile repeats every 32 frames: the span finds it."""
     clip, region = synthetic((3.0, 0.0), frames=48, footage=Footage(flicker=0.05, drift=0.02, noise=0.002))

@@ -22,8 +22,11 @@ A clip (:mod:`.clips`) is read in a few passes, one frame at a time:
      jumping from frame ``s + p - 1`` back to ``s`` is how unlike frame ``s`` is
      to frame ``s + p`` (which would naturally follow), and likewise the frames
      next to them (:data:`TAPS`), so the jump keeps the motion's speed as well as
-     its look. The last ``blend`` frames are crossfaded into the frames that
-     naturally lead into ``s``, so the seam step is a natural step.
+     its look. Each connected part of the region has a start of its own (a
+     common period keeps the whole loop exact), as Liao, Joshi and Hoppe (2013)
+     give each pixel one, so parts whose good spans lie at different times of
+     the clip all loop well. The last ``blend`` frames are crossfaded into the
+     frames that naturally lead into the start, so the seam step is a natural step.
 
 Outside the region every output frame is the reference frame, bit for bit.
 """
@@ -34,6 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -52,6 +56,8 @@ DEFAULT_BLEND = 6  # frames of crossfade before the seam
 TAPS = (-1, 0, 1)  # frame offsets whose differences make a seam's cost (look and speed)
 FEATURE_SIDE = 64  # the region's box is averaged down to about this many pixels a side for seam costs
 FIT_STRIDE = 4  # every 4th pixel of each axis fits the flicker gains
+MAX_PARTS = 8  # connected parts of the region with starts of their own (smaller ones share the last's)
+MAX_SPREAD = 24  # frames between the parts' earliest and latest start (their crops are held while streaming)
 FLOW_LEVEL_PX = 192  # DIS's finest level is about this many px a side (its fast preset's 1/4 gives speeds 20-30 % low)
 FLOW_PAIRS = 60  # steps whose flow is averaged, at most (spread over the clip)
 FLOW_MARGIN = 16  # px of context around the region's box for optical flow
@@ -298,16 +304,31 @@ def span_costs(distances: Tensor, blend: int, periods: range) -> Tensor:
 
 @dataclass(frozen=True)
 class LoopSpan:
-    """The loop shows frames ``start .. start + period - 1`` of the clip; ``cost``: its seam's (:func:`span_costs`)."""
+    """Part ``j`` of the region loops frames ``starts[j] .. starts[j] + period - 1`` of the clip; ``cost``:
+    the seam's (:func:`span_costs`), averaged over the parts by their share of the region's features."""
 
-    start: int
+    starts: tuple[int, ...]
     period: int
     cost: float
 
+    @property
+    def start(self) -> int:
+        return min(self.starts)
 
-def choose_span(distances: Tensor, blend: int, frames: int) -> LoopSpan:
-    """The cheapest span: of period ``frames``, or (``frames`` 0) of any period from half the clip up."""
-    n = distances.shape[0]
+
+def _windowed_minima(costs: Tensor, spread: int) -> tuple[Tensor, Tensor]:
+    """``(minima, where)`` ``[P, N]``: each row's minimum over ``[a, a + spread]``, and its index."""
+    padded = F.pad(costs, (0, spread), value=float("inf"))
+    minima, offsets = padded.unfold(1, spread + 1, 1).min(dim=-1)
+    return minima, offsets + torch.arange(costs.shape[1])
+
+
+def choose_span(distances: list[Tensor], weights: list[float], blend: int, frames: int,
+                spread: int = 0) -> LoopSpan:
+    """The cheapest loop: one period for every part of the region, of ``frames`` frames or (``frames``
+    0) of any length from half the clip up, and a start per part (``distances[j]`` ``[N, N]``, weight
+    ``weights[j]``), the starts at most ``spread`` frames apart (0: one start for the whole region)."""
+    n = distances[0].shape[0]
     longest = n - max(blend, -min(TAPS)) - max(TAPS)
     if frames < 0 or frames > longest or 0 < frames <= blend:
         raise InputError(
@@ -316,25 +337,68 @@ def choose_span(distances: Tensor, blend: int, frames: int) -> LoopSpan:
             f"crossfade of {blend} (0 = the best loop of at least half the clip); use a longer clip for longer loops",
         )
     periods = range(frames, frames + 1) if frames else range(max(n // 2, blend + 1), longest + 1)
-    costs = span_costs(distances, blend, periods)
-    best = int(torch.argmin(costs))  # first minimum: deterministic
-    if not torch.isfinite(costs.flatten()[best]):
+    costs = torch.stack([span_costs(d, blend, periods) for d in distances])  # [P, N, N + 1]
+    share = torch.tensor(weights, dtype=torch.float32)[:, None] / sum(weights)
+    best = LoopSpan((0,), 0, float("inf"))
+    for p in periods:
+        minima, where = _windowed_minima(costs[:, :, p], spread)
+        totals = (share * minima).sum(0)
+        a = int(torch.argmin(totals))  # first minimum: deterministic
+        if float(totals[a]) < best.cost:
+            best = LoopSpan(tuple(int(s) for s in where[:, a]), p, float(totals[a]))
+    if not best.cost < float("inf"):
         raise InputError(
             "blend", f"is {blend}, too long for a loop of at least half of this clip of {n} frames; lower it"
         )
-    start, period = divmod(best, n + 1)
-    return LoopSpan(start, period, float(costs[start, period]))
+    return best
 
 
-def seam_span(clip: Clip, found: ClipRegion, blend: int, frames: int, progress=None) -> LoopSpan:
-    """The loop span of ``clip`` (see :func:`choose_span`), from the deflickered region's features."""
+def region_parts(region: Tensor) -> list[Tensor]:
+    """The region's connected parts ``[H, W]`` bool (8-connected), largest first; beyond :data:`MAX_PARTS`
+    the smallest are merged into the last."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(region.numpy(), structure=np.ones((3, 3), dtype=bool))
+    labels = torch.from_numpy(labels)
+    sizes = torch.bincount(labels.flatten(), minlength=count + 1)[1:]
+    order = (torch.argsort(sizes, descending=True, stable=True) + 1).tolist()
+    parts = [labels == label for label in order[:MAX_PARTS]]
+    for label in order[MAX_PARTS:]:
+        parts[-1] |= labels == label
+    return parts
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part of the region: its bounding box, its pixels there ``[h, w]`` bool, and its feature block size."""
+
+    box: tuple[slice, slice]
+    inside: Tensor
+    factor: int
+
+
+def _parts(region: Tensor, per_part: bool) -> list[_Part]:
+    found = []
+    for part in region_parts(region) if per_part else [region]:
+        box = region_box(part)
+        side = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+        found.append(_Part(box, part[box], max(1, -(-side // FEATURE_SIDE))))
+    return found
+
+
+def seam_span(clip: Clip, found: ClipRegion, blend: int, frames: int, spread: int = MAX_SPREAD,
+              progress=None) -> LoopSpan:
+    """The loop of ``clip`` (see :func:`choose_span`), from the deflickered features of each part of the
+    region (of the whole region when ``spread`` is 0)."""
     if blend < 0:
         raise InputError("blend", f"must be 0 or more, got {blend}")
-    box = region_box(found.region)
-    factor = max(1, -(-max(box[0].stop - box[0].start, box[1].stop - box[1].start) // FEATURE_SIDE))
-    features = [region_features(deflicker(frame[box], gain, offset), found.region[box], factor)
-                for _, frame, gain, offset in flicker_fits(clip, found.reference, ~found.region, progress=progress)]
-    return choose_span(frame_distances(torch.stack(features)), blend, frames)
+    parts = _parts(found.region, spread > 0)
+    features = [[] for _ in parts]
+    for _, frame, gain, offset in flicker_fits(clip, found.reference, ~found.region, progress=progress):
+        for part, kept in zip(parts, features):
+            kept.append(region_features(deflicker(frame[part.box], gain, offset), part.inside, part.factor))
+    stacked = [torch.stack(kept) for kept in features]
+    return choose_span([frame_distances(f) for f in stacked], [f.shape[1] for f in stacked], blend, frames, spread)
 
 
 def crossfade_weight(k: int, period: int, blend: int) -> float:
@@ -343,34 +407,44 @@ def crossfade_weight(k: int, period: int, blend: int) -> float:
     return (j + 1) / (blend + 1) if j >= 0 else 0.0
 
 
+def _part_frame(held: dict, start: int, k: int, period: int, blend: int) -> Tensor:
+    """A part's crop in output frame ``k``: its frame ``start + k``, crossfaded near the seam (crops popped)."""
+    crop = held.pop(start + k)
+    weight = crossfade_weight(k, period, blend)
+    if weight > 0:
+        crop = crop.mul_(1.0 - weight).add_(held.pop(start - blend + k - (period - blend)), alpha=weight)
+    return crop.clamp_(0.0, 1.0)
+
+
 def loop_chunks(clip: Clip, found: ClipRegion, span: LoopSpan, blend: int, chunk: int = 8,
                 out: Optional[Tensor] = None, progress=None) -> Iterator[Tensor]:
     """Yield the loop's ``span.period`` frames as ``[k, H, W, C]`` chunks (views into ``out`` when given).
 
-    Output frame ``k`` is the reference frame outside the region and, inside it, deflickered frame
-    ``s + k``, crossfaded in the last ``blend`` frames into frame ``s - blend + j`` (weight ``(j + 1) /
-    (blend + 1)``), so the last frame leads into the first (frame ``s``) like a natural step.
-    Only the region's box is computed; holds ``blend`` crops of the clip and one chunk.
+    Output frame ``k`` is the reference frame outside the region and, inside part ``j`` of it,
+    deflickered frame ``s_j + k``, crossfaded in the last ``blend`` frames into frame ``s_j - blend + i``
+    (weight ``(i + 1) / (blend + 1)``), so the last frame leads into the first (frame ``s_j``) like a
+    natural step. Only the parts' boxes are computed; holds, per part, ``blend`` crops and those
+    between its start and the latest start, and one chunk.
     """
-    s, p = span.start, span.period
-    box = region_box(found.region)
-    inside, reference = found.region[box][..., None], found.reference
-    held, batch, filled = {}, None, 0
-    for index, frame, gain, offset in flicker_fits(clip, reference, ~found.region, range(s - blend, s + p)):
-        crop = deflicker(frame[box], gain, offset)
-        if index < s:
-            held[index - (s - blend)] = crop
+    p, starts = span.period, span.starts
+    parts = _parts(found.region, len(starts) > 1)
+    reference, latest = found.reference, max(starts)
+    held = [{} for _ in parts]
+    batch, filled = None, 0
+    for index, frame, gain, offset in flicker_fits(clip, reference, ~found.region, range(min(starts) - blend, latest + p)):
+        for part, start, kept in zip(parts, starts, held):
+            if start - blend <= index < start + p:
+                kept[index] = deflicker(frame[part.box], gain, offset)
+        k = index - latest
+        if k < 0:
             continue
-        k = index - s
-        weight = crossfade_weight(k, p, blend)
-        if weight > 0:
-            crop = crop.mul_(1.0 - weight).add_(held.pop(k - (p - blend)), alpha=weight)
         if batch is None:
             size = min(chunk, p - k)
             batch = out[k:k + size] if out is not None else torch.empty((size, *reference.shape))
             batch.copy_(reference.expand_as(batch))
-        target = batch[filled][box]
-        target.copy_(torch.where(inside, crop.clamp_(0.0, 1.0), target))
+        for part, start, kept in zip(parts, starts, held):
+            target = batch[filled][part.box]
+            target.copy_(torch.where(part.inside[..., None], _part_frame(kept, start, k, p, blend), target))
         filled += 1
         if progress is not None:
             progress(k)
@@ -406,13 +480,13 @@ def clip_flow(clip: Clip, reference: int = 0, mask: Optional[Tensor] = None, thr
 
 def loop_clip(clip: Clip, reference: int = 0, mask: Optional[Tensor] = None, frames: int = 0,
               blend: int = DEFAULT_BLEND, threshold: float = DEFAULT_THRESHOLD, speckle: int = DEFAULT_SPECKLE,
-              progress: Optional[ProgressFn] = None,
+              progress: Optional[ProgressFn] = None, spread: int = MAX_SPREAD,
               ) -> tuple[Callable[..., Iterator[Tensor]], LoopSpan, ClipRegion]:
     """The ``loop`` method: ``(chunks, span, region)``; ``chunks(chunk=8, out=None)`` yields the loop's
     frames (:func:`loop_chunks`), after the region and span are known (every check made)."""
     for_pass = _pass_progress(progress, clip.count, 3)
     found = find_region(clip, reference, mask, threshold, speckle, for_pass(0))
-    span = seam_span(clip, found, blend, frames, for_pass(1))
+    span = seam_span(clip, found, blend, frames, spread, for_pass(1))
 
     def chunks(chunk: int = 8, out: Optional[Tensor] = None) -> Iterator[Tensor]:
         return loop_chunks(clip, found, span, blend, chunk, out, for_pass(2))
