@@ -75,3 +75,25 @@ def test_example_clip_flickers_outside_its_water_and_moves_inside(nodes):
     assert float((images[1, still] - images[0, still]).abs().mean()) > 0.005  # the background is not still
     frames, derived = nodes.LoopClip().loop(0, 0.015, 2, 0, 2, images=images)
     assert (frames[:, derived[0] < 0.5] == images[0][derived[0] < 0.5]).all()
+
+
+def test_motion_brush_anchors_pin_a_clips_flow(nodes):
+    import json
+
+    clip, region = synthetic((1.0, 0.5), frames=16, size=64)
+    flow, image, mask, _ = nodes.ClipFlow().measure(0, 0.015, 2, images=clip, mask=region.float()[None])
+    anchor = {"x": 32, "y": 32, "radius": 4}
+    drawing = json.dumps({"version": 1, "width": 64, "height": 64, "arrows": [], "anchors": [anchor]})
+    brush = nodes.NODE_CLASS_MAPPINGS["MotionBrush"]()
+    pinned, preview, moving = brush.predict(image, drawing, "procedural", 0.5, flow=flow)["result"]
+    assert not pinned[:, 28:37, 28:37].any()  # still at the anchor
+    far = region.clone()
+    far[20:45, 20:45] = False
+    assert torch.equal(pinned[:, far], flow[:, far])  # the clip's own motion elsewhere
+    moves = moving[0] > 0.5
+    assert not (moves & ~region).any() and not moves[28:37, 28:37].any() and moves[far].all()
+    assert preview[0, 32, 36].max() == 0  # the anchor's ring, drawn on the preview
+    with pytest.raises(InputError, match="^drawing: has arrows while a flow is connected"):
+        arrow = {"x0": 10, "y0": 30, "x1": 20, "y1": 30}
+        brush.predict(image, json.dumps({"version": 1, "width": 64, "height": 64, "arrows": [arrow]}),
+                      "procedural", 0.5, flow=flow)
