@@ -134,6 +134,8 @@ def _loop(args: argparse.Namespace) -> int:
     _return_freed_memory_to_the_system()
     fmt = args.format or _format_from_extension(args.out)
     clip = FileClip(args.clip, "CLIP")
+    if args.fps is None:
+        args.fps = clip.fps or 30.0
     mask = load_mask(args.mask, "--mask") if args.mask else None
     if args.method == "eulerian":
         args.frames = 60 if args.frames is None else args.frames
@@ -348,9 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_output_arguments(command: argparse.ArgumentParser) -> None:
+def _add_output_arguments(command: argparse.ArgumentParser, fps_help: str = "frames per second (default 30)",
+                          fps: float | None = 30.0) -> None:
     """The render and file options of ``animate`` and ``loop``."""
-    command.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    command.add_argument("--fps", type=float, default=fps, help=fps_help)
     command.add_argument("--format", choices=list(FORMATS), help="output format (default: from --out's extension)")
     command.add_argument("--loop", type=int, default=0, help="plays of a gif/webp/apng, 0 = forever")
     command.add_argument("--repeat", type=int, default=1, help="cycles written into the file (default 1)")
@@ -399,7 +402,7 @@ def _add_loop_command(commands) -> None:
     c.add_argument("--blend", type=int, default=DEFAULT_BLEND,
                    help=f"loop: frames crossfaded before the seam (default {DEFAULT_BLEND})")
     c.add_argument("--save-mask", help="also write the region used as a PNG (to refine it and pass it as --mask)")
-    _add_output_arguments(c)
+    _add_output_arguments(c, "frames per second (default: the clip's, or 30 for a folder of frames)", None)
     c.set_defaults(run=loop)
 
 

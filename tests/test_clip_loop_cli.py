@@ -49,6 +49,17 @@ def test_loop_command_writes_a_seamless_loop_with_a_frozen_background(clip_file,
     assert seam_ratio(loop, region) <= 1.5
 
 
+def test_the_loop_plays_at_the_clips_frame_rate(tmp_path):
+    import av
+
+    clip, _ = synthetic((1.0, 0.5), frames=16, size=64)
+    source = write_loop(clip, str(tmp_path / "clip.mp4"), fps=24.0)
+    out = tmp_path / "loop.mp4"
+    assert main(["loop", source, "--method", "loop", "--blend", "2", "--out", str(out)]) == 0
+    with av.open(str(out)) as container:
+        assert float(container.streams.video[0].average_rate) == 24.0
+
+
 def test_a_given_mask_is_used(clip_file, tmp_path):
     path, clip, region = clip_file
     mask = tmp_path / "given.png"

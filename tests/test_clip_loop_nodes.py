@@ -97,3 +97,30 @@ def test_motion_brush_anchors_pin_a_clips_flow(nodes):
         arrow = {"x0": 10, "y0": 30, "x1": 20, "y1": 30}
         brush.predict(image, json.dumps({"version": 1, "width": 64, "height": 64, "arrows": [arrow]}),
                       "procedural", 0.5, flow=flow)
+
+
+def test_both_nodes_stop_on_cancel_and_report_progress_to_the_end(nodes, monkeypatch):
+    import comfy.model_management as mm
+    import comfy.utils
+
+    clip, _ = synthetic((1.0, 0.5), frames=12, size=32)
+    reported = []
+    real = comfy.utils.ProgressBar
+
+    class Recorded(real):
+        def update_absolute(self, value, total=None, preview=None):
+            reported.append((value, total))
+            super().update_absolute(value, total, preview)
+
+    monkeypatch.setattr(comfy.utils, "ProgressBar", Recorded)
+    nodes.LoopClip().loop(0, 0.015, 2, 0, 2, images=clip)
+    values = [value for value, _ in reported]
+    assert values == sorted(values) and reported[-1][0] <= reported[-1][1] and len(values) > 2 * 12
+    for run in (lambda: nodes.LoopClip().loop(0, 0.015, 2, 0, 2, images=clip),
+                lambda: nodes.ClipFlow().measure(0, 0.015, 2, images=clip)):
+        mm.interrupt_current_processing(True)
+        try:
+            with pytest.raises(mm.InterruptProcessingException):
+                run()
+        finally:
+            mm.interrupt_current_processing(False)

@@ -73,6 +73,7 @@ class FileClip:
         self.path, self.name = path, name
         if not os.path.exists(path):
             raise InputError(name, f"no such file or folder: {path!r}")
+        self.fps: float | None = None  # the video's average frame rate (None for a folder of pictures)
         count, size = 0, None
         for frame in self._decoded():
             size = self._check(frame, count, size)
@@ -93,6 +94,8 @@ class FileClip:
 
         try:
             with av.open(self.path) as container:
+                rate = container.streams.video[0].average_rate if container.streams.video else None
+                self.fps = float(rate) if rate else None
                 for frame in container.decode(video=0):
                     yield torch.from_numpy(frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0)
         except (av.error.FFmpegError, IndexError) as error:  # IndexError: no video stream
