@@ -396,9 +396,11 @@ def _add_loop_command(commands) -> None:
                    help="frames in the loop (eulerian default 60; loop default 0: the best of at least half the clip)")
     c.add_argument("--reference", type=int, default=0, help="index of the reference frame (default 0)")
     c.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"without --mask: mean change per frame (0..1) above which a pixel moves (default {DEFAULT_THRESHOLD})")
+                   help="without --mask: mean change per frame (0..1) above which a pixel moves "
+                   f"(default {DEFAULT_THRESHOLD})")
     c.add_argument("--speckle", type=int, default=DEFAULT_SPECKLE,
-                   help=f"without --mask: radius in px of the specks removed from the region (default {DEFAULT_SPECKLE})")
+                   help="without --mask: radius in px of the specks removed from the region "
+                   f"(default {DEFAULT_SPECKLE})")
     c.add_argument("--blend", type=int, default=DEFAULT_BLEND,
                    help=f"loop: frames crossfaded before the seam (default {DEFAULT_BLEND})")
     c.add_argument("--save-mask", help="also write the region used as a PNG (to refine it and pass it as --mask)")

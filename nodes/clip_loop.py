@@ -52,7 +52,8 @@ class LoopClip:
     DESCRIPTION = (
         "Loops a clip with its own frames: picks the span whose end leads back into its start most like any "
         "other step (video textures, Schödl et al. 2000; each separate part of the region may start at its own "
-        "frame) and crossfades the last frames into the frames that lead into the start. Outside the region every frame is the reference frame, bit for bit, so "
+        "frame) and crossfades the last frames into the frames that lead into the start. Outside the region "
+        "every frame is the reference frame, bit for bit, so "
         "backgrounds no longer drift or flicker; inside it, flicker is removed too."
     )
     CATEGORY = CATEGORY + "/clips"

@@ -65,7 +65,8 @@ def test_a_given_mask_is_used(clip_file, tmp_path):
     mask = tmp_path / "given.png"
     Image.fromarray(region.numpy().astype(np.uint8) * 255).save(mask)
     out, saved = tmp_path / "loop.png", tmp_path / "saved.png"
-    assert main(["loop", path, "--mask", str(mask), "--method", "loop", "--save-mask", str(saved), "--out", str(out)]) == 0
+    args = ["loop", path, "--mask", str(mask), "--method", "loop", "--save-mask", str(saved), "--out", str(out)]
+    assert main(args) == 0
     assert np.array_equal(np.asarray(Image.open(saved)) > 127, region.numpy())
 
 

@@ -143,7 +143,8 @@ def check_region(mask: Tensor, height: int, width: int) -> Tensor:
     require_finite(mask, "mask", "a mask")
     if tuple(mask.shape) != (height, width):
         raise InputError(
-            "mask", f"is {mask.shape[1]}x{mask.shape[0]} but the clip is {width}x{height}; paint it on a frame of the clip"
+            "mask",
+            f"is {mask.shape[1]}x{mask.shape[0]} but the clip is {width}x{height}; paint it on a frame of the clip",
         )
     region = mask.cpu() > 0.5
     if not region.any():
@@ -431,7 +432,8 @@ def loop_chunks(clip: Clip, found: ClipRegion, span: LoopSpan, blend: int, chunk
     reference, latest = found.reference, max(starts)
     held = [{} for _ in parts]
     batch, filled = None, 0
-    for index, frame, gain, offset in flicker_fits(clip, reference, ~found.region, range(min(starts) - blend, latest + p)):
+    needed = range(min(starts) - blend, latest + p)
+    for index, frame, gain, offset in flicker_fits(clip, reference, ~found.region, needed):
         for part, start, kept in zip(parts, starts, held):
             if start - blend <= index < start + p:
                 kept[index] = deflicker(frame[part.box], gain, offset)
