@@ -37,7 +37,6 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -45,6 +44,7 @@ from torch import Tensor
 from ...kernels.errors import InputError
 from ...kernels.morphology import dilate, erode
 from .clips import Clip, clip_frame, frames_of
+from .drawn_motion import label_parts
 from .inputs import require_finite
 
 ProgressFn = Callable[[int, int], None]
@@ -355,13 +355,10 @@ def choose_span(distances: list[Tensor], weights: list[float], blend: int, frame
 
 
 def region_parts(region: Tensor) -> list[Tensor]:
-    """The region's connected parts ``[H, W]`` bool (8-connected), largest first; beyond :data:`MAX_PARTS`
-    the smallest are merged into the last."""
-    from scipy import ndimage
-
-    labels, count = ndimage.label(region.numpy(), structure=np.ones((3, 3), dtype=bool))
-    labels = torch.from_numpy(labels)
-    sizes = torch.bincount(labels.flatten(), minlength=count + 1)[1:]
+    """The region's connected parts ``[H, W]`` bool (8-connected, :func:`.drawn_motion.label_parts`), largest
+    first; beyond :data:`MAX_PARTS` the smallest are merged into the last."""
+    labels, _ = label_parts(region)
+    sizes = torch.bincount(labels.flatten())[1:]
     order = (torch.argsort(sizes, descending=True, stable=True) + 1).tolist()
     parts = [labels == label for label in order[:MAX_PARTS]]
     for label in order[MAX_PARTS:]:
