@@ -70,8 +70,8 @@ EXAMPLE_CLIP_SPEED = 1.0  # px/frame left to right at 512 px wide or less (faste
 class T2CExampleClip:
     DESCRIPTION = (
         "A short clip made from one of the example pictures, as footage comes from a camera or a video model: "
-        "the water's texture drifts left to right while the whole frame flickers, slowly brightens and carries "
-        "sensor noise. Generated, so templates work on first open; replace it with your own clip (an IMAGE "
+        "the water's texture drifts left to right while the whole frame flickers, slowly brightens, pans a little "
+        "and carries sensor noise. Generated, so templates work on first open; replace it with your own clip (an IMAGE "
         "batch or a VIDEO)."
     )
     CATEGORY = CATEGORY + "/examples"

@@ -1,7 +1,8 @@
 """From a clip to a loop (nodes/stages/clip_loop.py), measured on synthetic clips whose truth is known.
 
 The clips (nodes/stages/example_clip.py) are a smooth texture advected by a constant velocity inside
-an ellipse, over a background with per-frame flicker, slow brightness drift and sensor noise; they
+an ellipse, over a background with per-frame flicker, slow brightness drift, a slow pan (0.02 px/frame)
+and sensor noise; they
 are made by plain bilinear look-ups, not by the pack's renderer.
 """
 

@@ -17,10 +17,12 @@ from torch import Tensor
 @dataclass(frozen=True)
 class Footage:
     """The faults added to every frame: ``gain_t = 1 + flicker * u_t`` (``u_t`` uniform in [-1, 1]),
-    an offset rising linearly to ``drift`` over the clip, and Gaussian noise of std ``noise``."""
+    an offset rising linearly to ``drift`` over the clip, the background panning ``pan`` px/frame to the
+    right (a camera that is not quite still), and Gaussian noise of std ``noise``."""
 
     flicker: float = 0.06
     drift: float = 0.04
+    pan: float = 0.02
     noise: float = 0.004
 
 
@@ -62,13 +64,14 @@ def shifted(texture: Tensor, dx: float, dy: float, reflect: bool = False) -> Ten
 def advected_clip(background: Tensor, texture: Tensor, region: Tensor, velocity: tuple[float, float], frames: int,
                   footage: Footage = Footage(), seed: int = 0, reflect: bool = False) -> Tensor:
     """``[N, H, W, C]`` float32: ``texture [H, W, C]`` moving at ``velocity`` ``(vx, vy)`` px/frame inside
-    ``region [H, W]`` bool, ``background [H, W, C]`` elsewhere, with ``footage``'s flicker, drift and noise."""
+    ``region [H, W]`` bool, ``background [H, W, C]`` elsewhere, with ``footage``'s flicker, drift, pan and noise."""
     generator = torch.Generator().manual_seed(seed)
     gains = 1.0 + footage.flicker * (2.0 * torch.rand(frames, generator=generator) - 1.0)
     out = torch.empty((frames, *background.shape))
     inside = region[..., None]
     for t in range(frames):
-        clean = torch.where(inside, shifted(texture, velocity[0] * t, velocity[1] * t, reflect), background)
+        still = shifted(background, footage.pan * t, 0.0, reflect=True) if footage.pan else background
+        clean = torch.where(inside, shifted(texture, velocity[0] * t, velocity[1] * t, reflect), still)
         offset = footage.drift * t / max(frames - 1, 1)
         noise = torch.randn(background.shape, generator=generator) * footage.noise
         out[t] = (clean * gains[t] + offset + noise).clamp(0.0, 1.0)
