@@ -1,4 +1,5 @@
 """Command line: ``python -m text2cinemagraph animate PICTURE --mask MASK --out loop.mp4``,
+``python -m text2cinemagraph loop CLIP.mp4 --method eulerian --out loop.mp4``,
 ``python -m text2cinemagraph queue WORKFLOW --server http://127.0.0.1:8188 --set 3.frames=120``."""
 
 from __future__ import annotations
@@ -61,8 +62,6 @@ def _return_freed_memory_to_the_system() -> None:
 
 
 def animate(args: argparse.Namespace) -> int:
-    import torch
-
     _return_freed_memory_to_the_system()
 
     picture, alpha_mask = load_picture(args.picture, "PICTURE")
@@ -74,6 +73,13 @@ def animate(args: argparse.Namespace) -> int:
         mask, args.direction, args.speed, args.region, args.seed, size=tuple(picture.shape[:2])
     )
     print("direction(s): " + ", ".join(f"{a:.1f} deg" for a in angles), file=sys.stderr)
+    return _write_animation(picture, flow, args, fmt)
+
+
+def _write_animation(picture, flow, args: argparse.Namespace, fmt: str) -> int:
+    """Integrate, render and encode the loop of ``flow`` over ``picture`` as a stream; print the file's path."""
+    import torch
+
     device = torch.device(args.device)
     if args.parts is None:
         full = motion_bytes(int((flow != 0).any(dim=0).sum()), args.frames, *picture.shape[:2])
@@ -82,6 +88,11 @@ def animate(args: argparse.Namespace) -> int:
     # Rendered and encoded a few frames at a time, in parts of the loop whose motion alone is kept.
     frames = stream_pixel_frames(picture, flow, args.frames, chunk=args.chunk, parts=args.parts, device=device,
                                  chunks=pixel_render(args.render, "--render"))
+    return _write_frames(frames, args, fmt, args.frames)
+
+
+def _write_frames(frames, args: argparse.Namespace, fmt: str, count: int) -> int:
+    """Encode streamed IMAGE chunks into ``--out`` (atomically) and print its path."""
     path = _run_stage(
         "render + encode",
         write_loop,
@@ -92,13 +103,65 @@ def animate(args: argparse.Namespace) -> int:
         loop_count=args.loop,
         repeat_cycles=args.repeat,
         output_name="--out",
-        frame_count=args.frames,
+        frame_count=count,
     )
     print(path)
     return 0
 
 
 MOTION_BUDGET = 256 << 20  # bytes of motion kept at once by default (see --parts)
+
+# The stages name their inputs as the nodes do; the command line names its options.
+_LOOP_OPTIONS = {"frames": "--frames", "mask": "--mask", "reference": "--reference", "threshold": "--threshold",
+                 "speckle": "--speckle", "blend": "--blend"}
+
+
+def loop(args: argparse.Namespace) -> int:
+    """``loop CLIP``: a seamless loop of a clip, streamed (the clip is decoded again for each pass)."""
+    try:
+        return _loop(args)
+    except InputError as error:
+        name = _LOOP_OPTIONS.get(error.input_name)
+        if name is None:
+            raise
+        raise InputError(name, str(error).split(": ", 1)[1]) from error
+
+
+def _loop(args: argparse.Namespace) -> int:
+    from .nodes.stages.clip_loop import clip_flow, loop_clip
+    from .nodes.stages.clips import FileClip
+
+    _return_freed_memory_to_the_system()
+    fmt = args.format or _format_from_extension(args.out)
+    clip = FileClip(args.clip, "CLIP")
+    if args.fps is None:
+        args.fps = clip.fps or 30.0
+    mask = load_mask(args.mask, "--mask") if args.mask else None
+    if args.method == "eulerian":
+        args.frames = 60 if args.frames is None else args.frames
+        flow, found = _run_stage("flow", clip_flow, clip, args.reference, mask, args.threshold, args.speckle)
+        _save_mask(found.region, args.save_mask)
+        return _write_animation(found.reference, flow, args, fmt)
+    chunks, span, found = _run_stage("span", loop_clip, clip, args.reference, mask, args.frames or 0, args.blend,
+                                     args.threshold, args.speckle)
+    held = (args.blend + 3 * args.chunk + 2) * clip.height * clip.width * clip.channels * 4
+    require_memory(held, "cpu", "--frames", f"a loop of {span.period} frames at {clip.width}x{clip.height}")
+    print(f"loop: frames {span.start}..{span.start + span.period - 1} of {clip.count} (seam cost {span.cost:.3g})",
+          file=sys.stderr)
+    _save_mask(found.region, args.save_mask)
+    return _write_frames(chunks(chunk=args.chunk), args, fmt, span.period)
+
+
+def _save_mask(region, path: Optional[str]) -> None:
+    """Write the region (white = moves) as a greyscale PNG, atomically, when ``--save-mask`` asks."""
+    if not path:
+        return
+    from PIL import Image
+
+    from .nodes.stages.files import atomic_write
+
+    with atomic_write(path) as temporary:
+        Image.fromarray(region.numpy().astype("uint8") * 255).save(temporary, format="PNG")
 
 
 def _check_memory(picture, flow, args: argparse.Namespace, device) -> None:
@@ -228,30 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--region", default="generic", choices=REGION_KINDS, help="what the region is (for 'auto')")
     a.add_argument("--seed", type=int, default=0, help="seed of the angle and wobbles (default 0)")
     a.add_argument("--frames", type=int, default=60, help="frames in one loop (default 60)")
-    a.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
-    a.add_argument("--format", choices=list(FORMATS), help="output format (default: from --out's extension)")
-    a.add_argument("--loop", type=int, default=0, help="plays of a gif/webp/apng, 0 = forever")
-    a.add_argument("--repeat", type=int, default=1, help="cycles written into the file (default 1)")
-    a.add_argument(
-        "--render",
-        default=next(iter(PIXEL_RENDERS)),
-        choices=list(PIXEL_RENDERS),
-        help="resample (default): each frame reads the picture once, sharply, along the motion; "
-        "splat: the older softmax splatting of pixels (softer mid-loop)",
-    )
-    a.add_argument("--device", default="cpu", help="torch device for integration and rendering (cpu, cuda)")
-    a.add_argument("--chunk", type=int, default=2, help="frames rendered and held at once (default 2)")
-    a.add_argument(
-        "--parts",
-        type=int,
-        default=None,
-        help="the loop is integrated and rendered in this many runs of frames, each keeping only its own "
-        "motion in memory; the forward integration continues from run to run, the backward one resumes from "
-        "checkpoints when they are small next to a run, else starts again (default: 2, or more to keep the "
-        f"motion under {MOTION_BUDGET >> 20} MiB)",
-    )
-    a.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif, .webp, .png) or folder")
+    _add_output_arguments(a)
     a.set_defaults(run=animate)
+    _add_loop_command(commands)
 
     q = commands.add_parser(
         "queue",
@@ -306,6 +348,64 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(run=convert_checkpoint_command)
     _add_training_commands(commands)
     return parser
+
+
+def _add_output_arguments(command: argparse.ArgumentParser, fps_help: str = "frames per second (default 30)",
+                          fps: float | None = 30.0) -> None:
+    """The render and file options of ``animate`` and ``loop``."""
+    command.add_argument("--fps", type=float, default=fps, help=fps_help)
+    command.add_argument("--format", choices=list(FORMATS), help="output format (default: from --out's extension)")
+    command.add_argument("--loop", type=int, default=0, help="plays of a gif/webp/apng, 0 = forever")
+    command.add_argument("--repeat", type=int, default=1, help="cycles written into the file (default 1)")
+    command.add_argument(
+        "--render",
+        default=next(iter(PIXEL_RENDERS)),
+        choices=list(PIXEL_RENDERS),
+        help="resample (default): each frame reads the picture once, sharply, along the motion; "
+        "splat: the older softmax splatting of pixels (softer mid-loop)",
+    )
+    command.add_argument("--device", default="cpu", help="torch device for integration and rendering (cpu, cuda)")
+    command.add_argument("--chunk", type=int, default=2, help="frames rendered and held at once (default 2)")
+    command.add_argument(
+        "--parts",
+        type=int,
+        default=None,
+        help="the loop is integrated and rendered in this many runs of frames, each keeping only its own "
+        "motion in memory; the forward integration continues from run to run, the backward one resumes from "
+        "checkpoints when they are small next to a run, else starts again (default: 2, or more to keep the "
+        f"motion under {MOTION_BUDGET >> 20} MiB)",
+    )
+    command.add_argument("--out", required=True, help="output file (.mp4, .webm, .gif, .webp, .png) or folder")
+
+
+def _add_loop_command(commands) -> None:
+    from .nodes.stages.clip_loop import DEFAULT_BLEND, DEFAULT_SPECKLE, DEFAULT_THRESHOLD, LOOP_METHODS
+
+    c = commands.add_parser(
+        "loop",
+        help="turn a clip into a seamless loop whose still part is frozen (no model weights needed)",
+        description="Everything outside the region is the reference frame, bit for bit, in every frame. "
+        "eulerian (default): the region's average optical flow animates the reference frame (seamless by "
+        "construction, any length). loop: the clip's own frames, over the span whose seam is cheapest, "
+        "crossfaded into its start. The clip is decoded again for each pass and never held whole.",
+    )
+    c.add_argument("clip", metavar="CLIP", help="the clip: a video file (mp4, webm, gif, ...) or a folder of frames")
+    c.add_argument("--mask", help="greyscale picture of what may move (white); default: derived from the motion")
+    c.add_argument("--method", choices=LOOP_METHODS, default=LOOP_METHODS[0], help="eulerian (default) or loop")
+    c.add_argument("--frames", type=int, default=None,
+                   help="frames in the loop (eulerian default 60; loop default 0: the best of at least half the clip)")
+    c.add_argument("--reference", type=int, default=0, help="index of the reference frame (default 0)")
+    c.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="without --mask: mean change per frame (0..1) above which a pixel moves "
+                   f"(default {DEFAULT_THRESHOLD})")
+    c.add_argument("--speckle", type=int, default=DEFAULT_SPECKLE,
+                   help="without --mask: radius in px of the specks removed from the region "
+                   f"(default {DEFAULT_SPECKLE})")
+    c.add_argument("--blend", type=int, default=DEFAULT_BLEND,
+                   help=f"loop: frames crossfaded before the seam (default {DEFAULT_BLEND})")
+    c.add_argument("--save-mask", help="also write the region used as a PNG (to refine it and pass it as --mask)")
+    _add_output_arguments(c, "frames per second (default: the clip's, or 30 for a folder of frames)", None)
+    c.set_defaults(run=loop)
 
 
 def _add_training_commands(commands) -> None:

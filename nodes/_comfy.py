@@ -164,6 +164,14 @@ def video_output(frames: torch.Tensor, fps: float):
     return from_components(components(images=frames, frame_rate=rate))
 
 
+def video_frames(video) -> torch.Tensor:
+    """The frames ``[N, H, W, C]`` of a core ``VIDEO`` value (its ``get_components().images``)."""
+    try:
+        return video.get_components().images
+    except AttributeError as error:
+        raise ComfyUIVersionError("VIDEO with get_components() (comfy_api VideoInput)") from error
+
+
 # --- the pack's own networks inside ComfyUI's model management ---------------------------
 # G_flow, G_frame, the hint network and the segmentation models are wrapped in a
 # ModelPatcher and loaded with load_models_gpu, so ComfyUI counts them, makes room

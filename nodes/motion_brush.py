@@ -7,9 +7,12 @@ import os
 
 from .motion import FLOW_METHODS
 from .networks import network_choices, network_on
-from .stages.drawn_motion import SCHEMA_VERSION, WIDGET, draw_arrows, drawn_direction_flow, drawn_flow, parse_drawing
+from ..kernels.errors import InputError
+from .stages.drawn_motion import (
+    SCHEMA_VERSION, WIDGET, draw_arrows, drawn_direction_flow, drawn_flow, parse_drawing, pinned_flow,
+)
 from .stages.files import atomic_write
-from .stages.inputs import single_picture
+from .stages.inputs import require_finite, single_picture
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb
 from ._comfy import CATEGORY
 
@@ -25,7 +28,8 @@ class MotionBrush:
         "optionally paint the moving region. Arrows act only on the connected part of the region they lie in, "
         "so rivers can flow different ways in one picture. The node shows the picture connected from Load Image "
         "or the example node (or, after a run, any picture). "
-        "The drawing is JSON in the 'drawing' widget (schema in the README), so API users can send the same."
+        "The drawing is JSON in the 'drawing' widget (schema in the README), so API users can send the same. "
+        "Connect a flow (e.g. ClipFlow's motion of a clip) to pin it with anchors instead of drawing arrows."
     )
     CATEGORY = CATEGORY
     FUNCTION = "predict"
@@ -74,6 +78,9 @@ class MotionBrush:
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Where it moves (white = moves); painted strokes add to it."}),
+                "flow": ("T2C_FLOW", {"tooltip": "A flow to pin instead of drawing one (e.g. ClipFlow's motion of "
+                                      "a clip): the anchors hold it still; draw no arrows. method and speed "
+                                      "are then not used."}),
                 "flow_model": (
                     network_choices(),
                     {"tooltip": "learned_direction: motion-direction-pretrained/latest_net_G.pth from "
@@ -98,14 +105,16 @@ class MotionBrush:
     def VALIDATE_INPUTS(cls, flow_model=None):
         return True  # as in FlowPredictor: a missing file is reported when learned_direction needs it
 
-    def predict(self, image, drawing, method, speed, mask=None, flow_model=None, learned_clamp=1.0):
+    def predict(self, image, drawing, method, speed, mask=None, flow_model=None, learned_clamp=1.0, flow=None):
         picture = single_picture(image)
         height, width = picture.shape[:2]
         region = None
         if mask is not None:
             region = _single_mask(mask, height, width)
-        scaled = parse_drawing(drawing).scaled_to(height, width)
-        if method == "learned_direction":
+        scaled = parse_drawing(drawing, need_arrows=flow is None).scaled_to(height, width)
+        if flow is not None:
+            flow, moving = pinned_flow(scaled, _single_flow(flow, height, width), region)
+        elif method == "learned_direction":
             with network_on(flow_model, "hint", "flow_model") as network:
                 flow, moving = drawn_direction_flow(network, picture, scaled, region, speed, learned_clamp)
         else:
@@ -115,6 +124,13 @@ class MotionBrush:
             "ui": {PICTURE_KEY: [save_temp_picture(picture)]},
             "result": (flow, preview.unsqueeze(0), moving.float().unsqueeze(0)),
         }
+
+
+def _single_flow(flow, height: int, width: int):
+    if tuple(flow.shape) != (2, height, width):
+        raise InputError("flow", f"is {tuple(flow.shape)}, but the picture needs a [2, {height}, {width}] flow")
+    require_finite(flow, "flow", "a flow")
+    return flow.float().cpu()
 
 
 def _single_mask(mask, height: int, width: int):

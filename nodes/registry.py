@@ -1,7 +1,8 @@
 """The pack's nodes as ComfyUI reads them: class, display name and search words of each."""
 
 from .cluster_mask import AttentionClusterMask
-from .examples import T2CExampleImage
+from .clip_loop import ClipFlow, LoopClip
+from .examples import T2CExampleClip, T2CExampleImage
 from .motion import EulerIntegrate, FlowPredictor, SymmetricSplatFrameGen
 from .motion_brush import MotionBrush
 from .prompts import TwinPromptBuilder
@@ -21,6 +22,9 @@ NODE_CLASS_MAPPINGS = {
     "LoopVideoWriter": LoopVideoWriter,
     "ODISESegment": ODISESegment,
     "T2CExampleImage": T2CExampleImage,
+    "LoopClip": LoopClip,
+    "ClipFlow": ClipFlow,
+    "T2CExampleClip": T2CExampleClip,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -35,6 +39,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LoopVideoWriter": "T2C Loop Video Writer",
     "ODISESegment": "T2C ODISE Segment",
     "T2CExampleImage": "T2C Example Picture",
+    "LoopClip": "T2C Loop Clip (its own frames)",
+    "ClipFlow": "T2C Clip Flow (eulerian loop of a clip)",
+    "T2CExampleClip": "T2C Example Clip",
 }
 
 # Words people search the node library with (newer ComfyUI sends them to the editor as search_aliases).
@@ -46,6 +53,9 @@ SEARCH_ALIASES = {
     "SymmetricSplatFrameGen": ["cinemagraph", "seamless loop", "loop video", "animate water"],
     "LoopVideoWriter": ["cinemagraph", "seamless loop", "loop video", "save video"],
     "T2CExampleImage": ["cinemagraph", "example picture"],
+    "LoopClip": ["cinemagraph", "loop video", "seamless loop", "video texture", "remove flicker", "animatediff"],
+    "ClipFlow": ["cinemagraph", "loop video", "optical flow", "eulerian", "seamless loop", "animatediff"],
+    "T2CExampleClip": ["cinemagraph", "example video", "example clip"],
 }
 for _name, _aliases in SEARCH_ALIASES.items():
     NODE_CLASS_MAPPINGS[_name].SEARCH_ALIASES = _aliases

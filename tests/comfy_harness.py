@@ -94,6 +94,8 @@ def shrink_for_cpu(prompt: dict, frames: int = 8, size: int = 128, steps: int = 
             inputs["steps"] = steps
         elif kind == "EulerIntegrate":
             inputs["frames"] = frames
+        elif kind == "T2CExampleClip":
+            inputs.update(width=size, frames=2 * frames)
         elif kind == "AttentionClusterMask":
             inputs["overlap"] = 0.5  # the tiny random model's attention clusters are loose
     return small

@@ -1,5 +1,6 @@
 """Renders the README's comparison of the weight-free renders, ``workflows/readme/renders_frames.jpg`` and
-``workflows/readme/renders_detail.png``, from the code (like the thumbnails: run on request,
+``workflows/readme/renders_detail.png``, and its before/after of looping a clip,
+``workflows/readme/loop_clip_strip.jpg`` (:func:`loop_strip`), from the code (like the thumbnails: run on request,
 ``python -P tests/make_readme_pictures.py``; the tests never write into the repository).
 
 The bundled photograph ``evening_glow`` with its water mask, ``procedural`` flow ``left to right``
@@ -76,8 +77,41 @@ def detail_plot(curves: dict) -> Image.Image:
     return plot
 
 
+CLIP_FRAMES, CLIP_WIDTH, DIFFERENCE_GAIN = 48, 256, 8
+
+
+def loop_strip() -> Image.Image:
+    """Before/after of looping a clip (issue 23): the example clip (T2CExampleClip, the lake, whose whole
+    frame flickers and drifts), LoopClip's loop and ClipFlow's eulerian loop; frames 0, N/4, N/2, 3N/4 of
+    each, and ``|frame N/2 - frame 0|`` times ``DIFFERENCE_GAIN`` (black where nothing changed)."""
+    from text2cinemagraph.nodes.examples import T2CExampleClip
+    from text2cinemagraph.nodes.stages.clip_loop import clip_flow, loop_clip
+    from text2cinemagraph.nodes.stages.clips import TensorClip
+
+    clip, _ = T2CExampleClip().make("lake", CLIP_FRAMES, CLIP_WIDTH)
+    chunks, _, _ = loop_clip(TensorClip(clip))
+    flow, found = clip_flow(TensorClip(clip))
+    rows = {"the clip": clip, "loop (its own frames)": torch.cat(list(chunks())),
+            "eulerian loop": render_frames(found.reference, euler_integrate(flow, CLIP_FRAMES))}
+    size = CLIP_WIDTH
+    sheet = Image.new("RGB", (5 * size + 16, len(rows) * (size + 22)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (title, video) in enumerate(rows.items()):
+        top, n = r * (size + 22), video.shape[0]
+        shown = [0, n // 4, n // 2, 3 * n // 4]
+        draw.text((4, top + 4), f"{title}: frames " + ", ".join(map(str, shown))
+                  + f"; |frame {n // 2} - frame 0| x{DIFFERENCE_GAIN}", fill=(0, 0, 0))
+        tiles = [video[k] for k in shown] + [((video[n // 2] - video[0]).abs() * DIFFERENCE_GAIN)]
+        for c, tile in enumerate(tiles):
+            pixels = (tile.clamp(0, 1) * 255).round().byte().numpy()
+            sheet.paste(Image.fromarray(pixels), (c * (size + 4), top + 20))
+    return sheet
+
+
 def main() -> None:
     torch.set_num_threads(1)
+    os.makedirs(DOCS, exist_ok=True)
+    loop_strip().save(os.path.join(DOCS, "loop_clip_strip.jpg"), quality=88)
     picture, mask = load(PHOTOGRAPH)
     flow, _ = procedural_flow(mask, "left to right", 0.5, "generic", 0)
     motion = euler_integrate(flow, FRAMES)
@@ -88,7 +122,7 @@ def main() -> None:
     os.makedirs(DOCS, exist_ok=True)
     frames_sheet(videos, picture).save(os.path.join(DOCS, "renders_frames.jpg"), quality=90)
     detail_plot(curves).save(os.path.join(DOCS, "renders_detail.png"))
-    print(f"wrote {DOCS}/renders_frames.jpg, renders_detail.png")
+    print(f"wrote {DOCS}/loop_clip_strip.jpg, renders_frames.jpg, renders_detail.png")
 
 
 if __name__ == "__main__":

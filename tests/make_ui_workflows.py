@@ -77,6 +77,11 @@ NOTES = {
         "On T2C Motion Brush drag arrows along the motion; shift-click pins a point; Region paints what moves.",
         "The node shows the connected picture to draw on, before any run; Undo and Clear are on its toolbar.",
     ),
+    "loop_video": (
+        "No model needed: queue as is to loop the example clip (its background flickers and drifts).",
+        "Your clip: replace the example node with your frames (AnimateDiff, Wan, LTX, SVD, a video loader).",
+        "Two loops: the clip's own frames (Loop Clip) and its average motion (Clip Flow -> Euler -> Splat).",
+    ),
 }
 NOTE_SIZE = [560, 110]
 

@@ -183,8 +183,9 @@ def _strokes(entries: list[dict]) -> tuple[Stroke, ...]:
     return tuple(strokes)
 
 
-def parse_drawing(text: str) -> Drawing:
-    """A :class:`Drawing` from the widget's JSON, or an :class:`InputError` naming the widget."""
+def parse_drawing(text: str, need_arrows: bool = True) -> Drawing:
+    """A :class:`Drawing` from the widget's JSON, or an :class:`InputError` naming the widget (also when it
+    has no arrow and ``need_arrows``)."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, TypeError) as error:
@@ -200,7 +201,7 @@ def parse_drawing(text: str) -> Drawing:
     arrows = tuple(_arrow(e, i, width, height) for i, e in enumerate(_entries(data, "arrows")))
     anchors = tuple(_anchor(e, i, width, height) for i, e in enumerate(_entries(data, "anchors")))
     regions = _strokes(_entries(data, "regions"))
-    if not arrows:
+    if not arrows and need_arrows:
         held = f"has {len(anchors)} anchor(s) but no arrow" if anchors else "has no arrow"
         raise InputError(WIDGET, f"{held}: drag on the picture to draw at least one arrow along the motion")
     return Drawing(width, height, arrows, anchors, regions)
@@ -294,7 +295,7 @@ def label_parts(region: Tensor) -> tuple[Tensor, list[Box]]:
 
 def _arrow_ends(arrows: tuple[Arrow, ...]) -> Tensor:
     """``[A, 4]`` float64 ``(x0, y0, x1, y1)`` of each arrow."""
-    return torch.tensor([(a.x0, a.y0, a.x1, a.y1) for a in arrows], dtype=torch.float64)
+    return torch.tensor([(a.x0, a.y0, a.x1, a.y1) for a in arrows], dtype=torch.float64).reshape(-1, 4)
 
 
 def segment_points(starts: Tensor, ends: Tensor, spacing: float) -> tuple[Tensor, Tensor]:
@@ -437,6 +438,27 @@ def drawn_flow(
     return flow.float(), moving
 
 
+def pinned_flow(drawing: Drawing, flow: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """A given flow (e.g. a clip's average motion) held still at the drawing's anchors.
+
+    Args:
+        drawing: anchors and painted strokes, scaled to the picture; no arrows (they would draw a
+            second motion over the given one).
+        flow: ``[2, H, W]`` px/frame.
+        mask: ``[H, W]`` bool, or ``None``: added to the flow's own moving pixels, as strokes are.
+
+    Returns:
+        ``(flow [2, H, W], moving [H, W] bool)``: the flow, zero outside the region and inside the
+        anchors' guard rings (:func:`moving_region`).
+    """
+    if drawing.arrows:
+        raise InputError(WIDGET, "has arrows while a flow is connected: draw only anchors (and regions) to pin "
+                         "the connected flow, or disconnect it to draw the motion")
+    base = (flow != 0).any(dim=0)
+    _, _, moving = moving_region(drawing, base | mask if mask is not None else base, float(flow.abs().max()))
+    return flow * moving, moving
+
+
 def check_speed(speed: float) -> None:
     if not (math.isfinite(speed) and 0.0 < speed <= MAX_SPEED):
         raise InputError("speed", f"must be in (0, {MAX_SPEED}] px/frame, got {speed}")
@@ -504,7 +526,20 @@ def draw_arrows(rgb: Tensor, drawing: Drawing) -> Tensor:
     height, width = rgb.shape[:2]
     short = min(height, width)
     thickness = max(0.75, short / 256)
-    ends = _arrow_ends(drawing.arrows)
+    ink = _arrow_ink(drawing.arrows, height, width, thickness) if drawing.arrows else torch.zeros(height, width,
+                                                                                                  dtype=torch.bool)
+    for anchor in drawing.anchors:
+        box, distance = _from_point((height, width), anchor.x, anchor.y, anchor.radius + thickness)
+        ink[box] |= (distance - anchor.radius).abs() <= thickness
+    out = rgb.clone()
+    out[ink] = 0.0
+    return out
+
+
+def _arrow_ink(arrows: tuple[Arrow, ...], height: int, width: int, thickness: float) -> Tensor:
+    """``[H, W]`` bool: the pixels of the arrows' lines and heads, ``thickness`` px wide."""
+    short = min(height, width)
+    ends = _arrow_ends(arrows)
     tail, tip = ends[:, :2], ends[:, 2:]
     back = tail - tip
     head = (0.35 * torch.hypot(back[:, 0], back[:, 1])).clamp(max=0.05 * short)[:, None]
@@ -517,9 +552,4 @@ def draw_arrows(rgb: Tensor, drawing: Drawing) -> Tensor:
     box = _box((height, width), (low[0], high[0]), (low[1], high[1]), thickness + 1.0)
     ink = torch.zeros(height, width, dtype=torch.bool)
     ink[box] = edge_distance(~marked[box]) <= thickness
-    for anchor in drawing.anchors:
-        box, distance = _from_point((height, width), anchor.x, anchor.y, anchor.radius + thickness)
-        ink[box] |= (distance - anchor.radius).abs() <= thickness
-    out = rgb.clone()
-    out[ink] = 0.0
-    return out
+    return ink
