@@ -98,8 +98,9 @@ class T2CExampleClip:
         region = F.interpolate(mask[None], size=(height, width), mode="nearest")[0, 0] > 0.5
         speed = EXAMPLE_CLIP_SPEED * max(1.0, width / 512)
         ripples = periodic_texture(height, width, 1, cells=width / EXAMPLE_RIPPLE_PX, seed=0)
-        water = (picture + EXAMPLE_RIPPLE_CONTRAST * (ripples - 0.5)).clamp(0.0, 1.0)
-        clip = advected_clip(picture.contiguous(), water, region, (speed, 0.0), frames, Footage(), reflect=True)
+        ripples = 0.5 + EXAMPLE_RIPPLE_CONTRAST * (ripples - 0.5)  # they tile: shifted, they wrap without a seam
+        clip = advected_clip(picture.contiguous(), ripples, region, (speed, 0.0), frames, Footage(),
+                             over_background=True)
         return (clip, region.float()[None])
 
 

@@ -62,16 +62,22 @@ def shifted(texture: Tensor, dx: float, dy: float, reflect: bool = False) -> Ten
 
 
 def advected_clip(background: Tensor, texture: Tensor, region: Tensor, velocity: tuple[float, float], frames: int,
-                  footage: Footage = Footage(), seed: int = 0, reflect: bool = False) -> Tensor:
+                  footage: Footage = Footage(), seed: int = 0, reflect: bool = False, over_background: bool = False
+                  ) -> Tensor:
     """``[N, H, W, C]`` float32: ``texture [H, W, C]`` moving at ``velocity`` ``(vx, vy)`` px/frame inside
-    ``region [H, W]`` bool, ``background [H, W, C]`` elsewhere, with ``footage``'s flicker, drift, pan and noise."""
+    ``region [H, W]`` bool, ``background [H, W, C]`` elsewhere, with ``footage``'s flicker, drift, pan and noise.
+    With ``over_background`` the moving texture is added to the still background (its 0.5 adds nothing):
+    ripples drifting over a picture's water."""
     generator = torch.Generator().manual_seed(seed)
     gains = 1.0 + footage.flicker * (2.0 * torch.rand(frames, generator=generator) - 1.0)
     out = torch.empty((frames, *background.shape))
     inside = region[..., None]
     for t in range(frames):
         still = shifted(background, footage.pan * t, 0.0, reflect=True) if footage.pan else background
-        clean = torch.where(inside, shifted(texture, velocity[0] * t, velocity[1] * t, reflect), still)
+        moving = shifted(texture, velocity[0] * t, velocity[1] * t, reflect)
+        if over_background:
+            moving = (background + moving - 0.5).clamp(0.0, 1.0)
+        clean = torch.where(inside, moving, still)
         offset = footage.drift * t / max(frames - 1, 1)
         noise = torch.randn(background.shape, generator=generator) * footage.noise
         out[t] = (clean * gains[t] + offset + noise).clamp(0.0, 1.0)
