@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from ...kernels import Motion, euler_integrate, splat_
+from ...kernels.splat import softmax_weights
 from ...kernels.integrate import LoopIntegrator
 from ...kernels.errors import InputError
 from ...kernels.morphology import dilate
@@ -555,7 +556,7 @@ class RenderMethod:
 
 
 class SplatRender(RenderMethod):
-    """The pixel splat: each pixel carries ``[colour * w, w]``, ``w`` ``exp(Z - max Z)`` of the
+    """The pixel splat: each pixel carries ``[colour * w, w]``, ``w`` :func:`...kernels.splat.softmax_weights` of the
     importance (default 1), and a frame is finished by :class:`PixelFinisher`.
 
     Args:
@@ -572,7 +573,7 @@ class SplatRender(RenderMethod):
         carried = torch.cat((window, window.new_ones((1, window.shape[1]))))
         if self.importance is not None:
             z = self.importance.to(plan.device).float()
-            weight = torch.exp(z - z.max())[plan.rows, plan.cols].reshape(1, -1)
+            weight = softmax_weights(z[None])[0][plan.rows, plan.cols].reshape(1, -1)
             carried = torch.cat((window * weight, weight))
         make = self.accumulator if self.accumulator is not None else make_accumulator
         return splatted_frame(plan, make(plan, carried), PixelFinisher(plan, window))

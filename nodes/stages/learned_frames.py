@@ -156,8 +156,8 @@ def render_learned_frames(
 
 
 def _encode(network: nn.Module, colour: Tensor, plan: RenderPlan) -> Tensor:
-    """``[C + 1, window pixels]``: ``[features * exp(Z - max Z), exp(Z - max Z)]`` of the whole
-    picture (``[H, W, 3]`` in [0, 1]), cut to the plan's window."""
+    """``[C + 1, window pixels]``: ``[features * w, w]`` of the whole picture (``[H, W, 3]`` in
+    [0, 1]), ``w`` :func:`...kernels.splat.softmax_weights` of Z, cut to the plan's window."""
     rgb = colour.permute(2, 0, 1).unsqueeze(0).to(plan.device) * 2.0 - 1.0
     features, z = network.encode(rgb)
     carried = importance_weights(features, z, torch.ones(1, device=plan.device))[0][:, plan.rows, plan.cols]
