@@ -74,7 +74,7 @@ def animated_region(motion: Motion) -> Tensor:
     support[motion.sources] = True
     if motion.sources.numel() == 0:
         return support.view(motion.height, motion.width)
-    speed = float(torch.hypot(*motion.flow.flatten(1)[:, motion.sources].double()).max())  # norm(dim=0): 70x slower
+    speed = float(motion.speeds(dtype=torch.float64).max())
     return dilate(support.view(motion.height, motion.width), math.ceil(speed) + 2)
 
 

@@ -46,6 +46,7 @@ from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
 from ...kernels import Motion
+from ...kernels.integrate import vector_speed
 from .frames import SLICE, FrameFn, ProgressFn, RenderMethod, RenderPlan, render_frames
 
 LOW_PASS_SIGMA = 4.0  # px: detail finer than this is what the mix restores
@@ -109,13 +110,13 @@ def path_frames(flow: Tensor, sources: Tensor, steps: int, samples: int = PATH_S
         grid = (position * scale - 1.0).t()[None, None]  # [1, 1, S, 2]
         return F.grid_sample(field, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0, :, 0]
 
-    own_speed = torch.hypot(*velocity(start))
+    own_speed = vector_speed(velocity(start))
     frames = torch.zeros_like(own_speed)
     for sign in (-1.0, 1.0):
         position, inside = start.clone(), torch.ones_like(own_speed, dtype=torch.bool)
         for _ in range(steps):
             step = velocity(position)
-            inside &= torch.hypot(*step) >= 0.5 * own_speed
+            inside &= vector_speed(step) >= 0.5 * own_speed
             if not bool(inside.any()):
                 break
             frames += inside.float()
@@ -133,7 +134,7 @@ def loop_period(motion: Motion) -> int:
     """
     total = motion.num_frames
     sources = motion.sources[:: max(1, motion.sources.numel() // (64 * PATH_SAMPLES))]  # torch.quantile's size limit
-    speed = torch.hypot(*motion.flow.flatten(1)[:, sources].float())
+    speed = motion.speeds(sources, torch.float32)
     travel_limit = MAX_TRAVEL_PX / max(float(torch.quantile(speed, 0.9)), 1e-6)
     longest = math.ceil(total / WATER_SHARE)  # a path this long (either way) fits the whole loop
     water_limit = WATER_SHARE * float(path_frames(motion.flow, motion.sources, longest).median())
@@ -197,7 +198,7 @@ class Resampler:
         image = extend_moving(planar.view(1, channels, height, width), moving.view(1, 1, height, width))
         radius = math.ceil(3 * LOW_PASS_SIGMA)
         low = gaussian_blur2d(image, 2 * radius + 1, (LOW_PASS_SIGMA, LOW_PASS_SIGMA), border_type="reflect")
-        speed = torch.hypot(*flow[:, plan.rows, plan.cols].to(planar.device)).view(1, 1, height, width)
+        speed = vector_speed(flow[:, plan.rows, plan.cols].to(planar.device)).view(1, 1, height, width)
         radius = math.ceil(3 * FINE_SIGMA)
         sharp = gaussian_blur2d(image, 2 * radius + 1, (FINE_SIGMA, FINE_SIGMA), border_type="reflect")
         self.detail = torch.cat((image - sharp, sharp - low), dim=1)  # [1, 2C, h, w] fine, mid: read bicubically
