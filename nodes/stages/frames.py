@@ -608,54 +608,66 @@ def render_chunks(
             picture's shape and the channels the method carries that returns it (a
             memory check, :func:`.memory.render_part_frames`).
     """
-    return _chunks(check_picture(image, motion), motion, method, progress, chunk, device, out, part_frames)
+    return _chunks(check_picture(image, motion), motion, method, progress=progress, chunk=chunk, device=device,
+                   out=out, part_frames=part_frames)
 
 
-def _chunks(picture, motion, method, progress, chunk, device, out, part_frames) -> Iterator[Tensor]:
+def _chunks(picture: Tensor, motion: Motion, method: RenderMethod, *, progress, chunk, device, out,
+            part_frames) -> Iterator[Tensor]:
     """:func:`render_chunks` of a checked picture."""
     picture = picture.float().cpu()
     if callable(part_frames):
         part_frames = part_frames(tuple(picture.shape), method.carried(picture.shape[-1]))
     if motion.sources.numel() == 0:
         return still_chunks(picture, motion.num_frames, chunk, progress, out)
-    device = method.device(motion, device)
+    render = _Render(picture, method, method.device(motion, device), chunk, part_frames)
     period = method.period(motion)
     if period == motion.num_frames:
-        return _loop_chunks(picture, motion, method, device, chunk, progress, out, part_frames)
-    return _repeated_chunks(picture, motion, method, period, device, chunk, progress, out, part_frames)
+        return render.loop(motion, progress, out)
+    return render.repeated(motion, period, progress, out)
 
 
-def _loop_chunks(picture, motion, method, device, chunk, progress, out, part_frames) -> Iterator[Tensor]:
-    """:func:`frame_chunks` of the loop of ``motion`` (all its frames) by ``method``."""
-    plan = method.plan(motion, picture, device, part_frames)
-    return frame_chunks(picture, plan, method.frame(plan, picture, motion), chunk, progress, out)
+@dataclass
+class _Render:
+    """What stays the same for every loop a render makes."""
 
+    picture: Tensor  # [H, W, C] float32 CPU
+    method: RenderMethod
+    device: torch.device
+    chunk: int
+    part_frames: Optional[int]
 
-def _repeated_chunks(picture, motion, method, period, device, chunk, progress, out, part_frames) -> Iterator[Tensor]:
-    """The ``N`` frames as ``N / period`` plays of the loop ``period`` frames long.
+    def loop(self, motion: Motion, progress: Optional[ProgressFn], out: Optional[Tensor]) -> Iterator[Tensor]:
+        """:func:`frame_chunks` of the loop of ``motion`` (all its frames)."""
+        plan = self.method.plan(motion, self.picture, self.device, self.part_frames)
+        frame = self.method.frame(plan, self.picture, motion)
+        return frame_chunks(self.picture, plan, frame, self.chunk, progress, out)
 
-    Into ``out`` the loop is rendered once and copied; streamed, it is rendered
-    again for each play, so that no more than a chunk is held.
-    """
-    total = motion.num_frames
-    whole = motion.stored_frames == range(total + 1)
-    short = euler_integrate(motion.flow, period, frames=None if whole else range(0))
-    for play in range(total // period):
-        first = play * period
+    def repeated(self, motion: Motion, period: int, progress: Optional[ProgressFn],
+                 out: Optional[Tensor]) -> Iterator[Tensor]:
+        """The ``N`` frames as ``N / period`` plays of the loop ``period`` frames long.
 
-        def played(done: int, _: int, first: int = first) -> None:
-            if progress is not None:
-                progress(first + done, total)
+        Into ``out`` the loop is rendered once and copied; streamed, it is rendered
+        again for each play, so that no more than a chunk is held.
+        """
+        total, chunk = motion.num_frames, self.chunk
+        whole = motion.stored_frames == range(total + 1)
+        short = euler_integrate(motion.flow, period, frames=None if whole else range(0))
+        for play in range(total // period):
+            first = play * period
 
-        if out is not None and play > 0:
-            for start in range(0, period, chunk):
-                stop = min(start + chunk, period)
-                out[first + start : first + stop] = out[start:stop]
-                played(stop, period)
-                yield out[first + start : first + stop]
-            continue
-        target = out[:period] if out is not None else None
-        yield from _loop_chunks(picture, short, method, device, chunk, played, target, part_frames)
+            def played(done: int, _: int, first: int = first) -> None:
+                if progress is not None:
+                    progress(first + done, total)
+
+            if out is not None and play > 0:
+                for start in range(0, period, chunk):
+                    stop = min(start + chunk, period)
+                    out[first + start : first + stop] = out[start:stop]
+                    played(stop, period)
+                    yield out[first + start : first + stop]
+                continue
+            yield from self.loop(short, played, out[:period] if out is not None else None)
 
 
 def render_frames(
@@ -671,7 +683,8 @@ def render_frames(
     and every pixel outside :func:`animated_region` is the picture's in every frame."""
     picture = check_picture(image, motion)
     out = torch.empty((motion.num_frames, *picture.shape))
-    for _ in _chunks(picture, motion, method, progress, motion.num_frames, device, out, part_frames):
+    for _ in _chunks(picture, motion, method, progress=progress, chunk=motion.num_frames, device=device, out=out,
+                     part_frames=part_frames):
         pass
     return out
 
