@@ -12,10 +12,10 @@ from .kernels.errors import InputError
 from .kernels.integrate import integrator_bytes, motion_bytes
 from .nodes.stages.directions import DIRECTION_SECTORS, REGION_KINDS
 from .nodes.stages.frames import stream_pixel_frames
-from .nodes.stages.renders import PIXEL_RENDERS, render_method
 from .nodes.stages.memory import render_bytes, require_memory
 from .nodes.stages.pictures import load_mask, load_picture
 from .nodes.stages.procedural_flow import procedural_flow
+from .nodes.stages.renders import PIXEL_RENDERS, render_method
 from .nodes.stages.video import FORMATS, write_loop
 
 

@@ -38,7 +38,7 @@ Pixels with no flow are the picture's, bit for bit; frame 0 is the picture.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
