@@ -556,8 +556,8 @@ class RenderMethod:
 
 
 class SplatRender(RenderMethod):
-    """The pixel splat: each pixel carries ``[colour * w, w]``, ``w`` :func:`...kernels.splat.softmax_weights` of the
-    importance (default 1), and a frame is finished by :class:`PixelFinisher`.
+    """The pixel splat: each pixel carries ``[colour * w, w]``, ``w`` the importance's
+    :func:`...kernels.splat.softmax_weights` (default 1), and a frame is finished by :class:`PixelFinisher`.
 
     Args:
         importance: optional ``[H, W]`` softmax-splatting metric Z (default 0:
