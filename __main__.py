@@ -13,10 +13,10 @@ from .kernels.errors import InputError
 from .kernels.integrate import integrator_bytes, motion_bytes
 from .nodes.stages.directions import DIRECTION_SECTORS, REGION_KINDS
 from .nodes.stages.frames import stream_pixel_frames
-from .nodes.stages.resampled_frames import PIXEL_RENDERS, pixel_render
 from .nodes.stages.memory import render_bytes, require_memory
 from .nodes.stages.pictures import load_mask, load_picture
 from .nodes.stages.procedural_flow import procedural_flow
+from .nodes.stages.renders import PIXEL_RENDERS, render_method
 from .nodes.stages.video import FORMATS, write_loop
 
 
@@ -87,7 +87,7 @@ def _write_animation(picture, flow, args: argparse.Namespace, fmt: str) -> int:
     _check_memory(picture, flow, args, device)
     # Rendered and encoded a few frames at a time, in parts of the loop whose motion alone is kept.
     frames = stream_pixel_frames(picture, flow, args.frames, chunk=args.chunk, parts=args.parts, device=device,
-                                 chunks=pixel_render(args.render, "--render"))
+                                 method=render_method(args.render, "--render"))
     return _write_frames(frames, args, fmt, args.frames)
 
 

@@ -54,3 +54,9 @@ def splat_(accum: Tensor, values: Tensor, x: Tensor, y: Tensor, scale: Tensor, w
         if splat_cuda.available():
             return splat_cuda.splat_cuda_(accum, values, x, y, scale, width)
     return splat_torch_(accum, values, x, y, scale, width)
+
+
+def softmax_weights(z: Tensor) -> Tensor:
+    """``exp(Z - max Z)`` of each picture of a ``[B, ...]`` batch of importances: the softmax
+    splatting weight (Niklaus & Liu 2020), at most 1 so that it never overflows."""
+    return torch.exp(z - z.flatten(1).amax(dim=1).view(-1, *(1,) * (z.dim() - 1)))

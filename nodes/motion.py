@@ -5,12 +5,11 @@ from __future__ import annotations
 from ..kernels import Motion, euler_integrate
 from .networks import network_choices, network_on
 from .stages.directions import DIRECTION_SECTORS, REGION_KINDS, apply_motion_hint
-from .stages.frames import check_picture
+from .stages.frames import check_picture, render_frames
 from .stages.inputs import single_picture
 from .stages.memory import frames_to_keep, render_part_frames
-from .stages.networks.frame_net import FrameNetConfig
 from .stages.procedural_flow import MAX_SPEED, flow_to_rgb, procedural_flow
-from .stages.resampled_frames import PIXEL_RENDERS, render_frames
+from .stages.renders import PIXEL_RENDERS, render_method
 from ._comfy import CATEGORY, compute_device, progress_callback
 
 _DIRECTION_HELP = (
@@ -271,14 +270,16 @@ class SymmetricSplatFrameGen:
         return True
 
     def render(self, image, motion: Motion, method, frame_model=None, pixel_render="resample"):
-        picture = check_picture(image, motion)
-        carried = FrameNetConfig.feature_channels + 1 if method == "learned" else picture.shape[-1]  # + Z
-        part_frames = render_part_frames(tuple(picture.shape), motion, carried, compute_device())
+        image = check_picture(image, motion)  # before asking ComfyUI for a device
+        device = compute_device()
+
+        def part_frames(picture_shape: tuple, carried: int) -> int:
+            return render_part_frames(picture_shape, motion, carried, device)
+
         progress = progress_callback(motion.num_frames)
         if method == "learned":
-            from .stages.learned_frames import render_learned_frames
-
             with network_on(frame_model, "frame", "frame_model") as network:
-                return (render_learned_frames(picture, motion, network, progress=progress, part_frames=part_frames),)
-        return (render_frames(picture, motion, pixel_render, progress=progress, device=compute_device(),
+                render = render_method("learned", "method", network=network)
+                return (render_frames(image, motion, render, progress=progress, part_frames=part_frames),)
+        return (render_frames(image, motion, render_method(pixel_render), progress=progress, device=device,
                               part_frames=part_frames),)

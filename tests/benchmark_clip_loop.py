@@ -9,7 +9,7 @@ In one process, alternating, median of ``--repeats`` rounds:
 
 * render: the pack's pixel render of a still picture of that size and length
   (``benchmark_motion.make_inputs``: a random picture, the bottom 32 % moving;
-  :func:`euler_integrate` + :func:`render_frames`, the default ``resample``);
+  :func:`euler_integrate` + :func:`render_resampled_frames`, the default render);
 * loop: LoopClip's path on a synthetic clip of that size and length (region 32 %):
   region, span, and the loop written into one output batch;
 * eulerian: ClipFlow's path (region + DIS flow averaged over the clip), then
@@ -41,7 +41,7 @@ from text2cinemagraph.kernels import euler_integrate  # noqa: E402
 from text2cinemagraph.nodes.stages.clip_loop import clip_flow, loop_clip  # noqa: E402
 from text2cinemagraph.nodes.stages.clips import TensorClip  # noqa: E402
 from text2cinemagraph.nodes.stages.example_clip import advected_clip, disc_region, periodic_texture  # noqa: E402
-from text2cinemagraph.nodes.stages.resampled_frames import render_frames  # noqa: E402
+from text2cinemagraph.nodes.stages.resampled_frames import render_resampled_frames  # noqa: E402
 
 
 MEMORY_RUNS = ("loop", "flow", "eulerian")  # flow: ClipFlow alone; eulerian: with EulerIntegrate and the render
@@ -54,7 +54,7 @@ def make_clip(size: int, frames: int) -> torch.Tensor:
 
 
 def run_render(picture, flow, frames: int) -> None:
-    render_frames(picture, euler_integrate(flow, frames))
+    render_resampled_frames(picture, euler_integrate(flow, frames))
 
 
 def run_loop(clip: torch.Tensor) -> int:
@@ -67,7 +67,7 @@ def run_loop(clip: torch.Tensor) -> int:
 
 def run_eulerian(clip: torch.Tensor, frames: int) -> None:
     flow, found = clip_flow(TensorClip(clip))
-    render_frames(found.reference, euler_integrate(flow, frames))
+    render_resampled_frames(found.reference, euler_integrate(flow, frames))
 
 
 def timed(run) -> float:

@@ -48,7 +48,8 @@ from text2cinemagraph.kernels import euler_integrate
 from text2cinemagraph.nodes.stages import frames as frames_module
 from text2cinemagraph.nodes.stages.frames import render_pixel_frames
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
-from text2cinemagraph.nodes.stages.resampled_frames import PIXEL_RENDERS, render_frames
+from text2cinemagraph.nodes.stages.frames import render_frames
+from text2cinemagraph.nodes.stages.renders import PIXEL_RENDERS, render_method
 
 
 def make_inputs(size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +81,7 @@ def run_render(picture: torch.Tensor, flow: torch.Tensor, frames: int, render: s
     start = time.perf_counter()
     motion = euler_integrate(flow, frames)
     middle = time.perf_counter()
-    video = render_frames(picture, motion, render)
+    video = render_frames(picture, motion, render_method(render))
     end = time.perf_counter()
     del video, motion
     return middle - start, end - middle

@@ -27,7 +27,8 @@ from motion_measure import detail_curve  # noqa: E402
 from text2cinemagraph.kernels import euler_integrate  # noqa: E402
 from text2cinemagraph.kernels.morphology import erode  # noqa: E402
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow  # noqa: E402
-from text2cinemagraph.nodes.stages.resampled_frames import PIXEL_RENDERS, render_frames  # noqa: E402
+from text2cinemagraph.nodes.stages.frames import render_frames  # noqa: E402
+from text2cinemagraph.nodes.stages.renders import PIXEL_RENDERS, render_method  # noqa: E402
 
 ASSETS = os.path.join(os.path.dirname(HERE), "workflows", "assets")
 PHOTOGRAPHS = ("by_the_water", "evening_glow")
@@ -45,7 +46,7 @@ def measure(picture, mask, direction: str, speed: float, frames: int, render: st
     flow, _ = procedural_flow(mask, direction, speed, "generic", 0)
     motion = euler_integrate(flow, frames)
     start = time.perf_counter()
-    video = render_frames(picture, motion, render)
+    video = render_frames(picture, motion, render_method(render))
     seconds = time.perf_counter() - start
     return detail_curve(torch.cat((video, picture[None])), picture, erode(mask[0] > 0.5, 7)), seconds
 

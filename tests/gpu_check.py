@@ -135,7 +135,7 @@ def render_parity(device: torch.device, size: int) -> None:
 
 def time_render(device: torch.device, height: int, width: int, frames: int, repeats: int) -> None:
     from text2cinemagraph.kernels import euler_integrate
-    from text2cinemagraph.nodes.stages.frames import pixel_frame_chunks
+    from text2cinemagraph.nodes.stages.frames import SplatRender, render_chunks
 
     picture, flow = scene(height, width, frames)
     runs = []
@@ -147,7 +147,7 @@ def time_render(device: torch.device, height: int, width: int, frames: int, repe
         motion = euler_integrate(flow.to(device), frames)
         synchronize(device)
         middle = time.perf_counter()
-        for chunk in pixel_frame_chunks(picture, motion, chunk=8, device=device):
+        for chunk in render_chunks(picture, motion, SplatRender(), chunk=8, device=device):
             del chunk  # frames reach the CPU chunk by chunk; a 4K batch would not fit in RAM
         synchronize(device)
         runs.append((middle - start, time.perf_counter() - middle))

@@ -26,7 +26,8 @@ from motion_measure import detail_curve  # noqa: E402
 from text2cinemagraph.kernels import euler_integrate  # noqa: E402
 from text2cinemagraph.kernels.morphology import erode  # noqa: E402
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow  # noqa: E402
-from text2cinemagraph.nodes.stages.resampled_frames import render_frames  # noqa: E402
+from text2cinemagraph.nodes.stages.frames import render_frames  # noqa: E402
+from text2cinemagraph.nodes.stages.renders import render_method  # noqa: E402
 
 PHOTOGRAPH = "evening_glow"
 DOCS = os.path.join(os.path.dirname(HERE), "workflows", "readme")  # the top level is fixed: no docs/ folder
@@ -93,7 +94,7 @@ def loop_strip() -> Image.Image:
     chunks, _, _ = loop_clip(TensorClip(clip))
     flow, found = clip_flow(TensorClip(clip))
     rows = {"the clip": clip, "loop (its own frames)": torch.cat(list(chunks())),
-            "eulerian loop": render_frames(found.reference, euler_integrate(flow, CLIP_FRAMES))}
+            "eulerian loop": render_frames(found.reference, euler_integrate(flow, CLIP_FRAMES), render_method("resample"))}
     size = CLIP_WIDTH
     sheet = Image.new("RGB", (5 * size + 16, len(rows) * (size + 22)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -117,7 +118,7 @@ def main() -> None:
     flow, _ = procedural_flow(mask, "left to right", 0.5, "generic", 0)
     motion = euler_integrate(flow, FRAMES)
     region = erode(mask[0] > 0.5, 7)
-    videos = {render: render_frames(picture, motion, render) for render in ("splat", "resample")}
+    videos = {render: render_frames(picture, motion, render_method(render)) for render in ("splat", "resample")}
     curves = {render: detail_curve(torch.cat((video, picture[None])), picture, region)
               for render, video in videos.items()}
     os.makedirs(DOCS, exist_ok=True)

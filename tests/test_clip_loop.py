@@ -24,7 +24,7 @@ from text2cinemagraph.nodes.stages.clip_loop import (
 )
 from text2cinemagraph.nodes.stages.clips import FileClip, TensorClip
 from text2cinemagraph.nodes.stages.example_clip import Footage, advected_clip, disc_region, periodic_texture
-from text2cinemagraph.nodes.stages.resampled_frames import render_frames
+from text2cinemagraph.nodes.stages.resampled_frames import render_resampled_frames
 
 torch.set_num_threads(1)
 
@@ -93,7 +93,7 @@ def test_outside_the_region_every_frame_is_the_reference_frame_bit_for_bit(metho
         frames, _, found = loop_frames(clip, reference=reference)
     else:
         flow, found = clip_flow(TensorClip(clip), reference=reference)
-        frames = render_frames(found.reference, euler_integrate(flow, 24))
+        frames = render_resampled_frames(found.reference, euler_integrate(flow, 24))
     still = ~found.region
     assert torch.equal(found.reference, clip[reference])
     assert (frames[:, still] == clip[reference][still]).all()
@@ -118,7 +118,7 @@ def test_without_the_crossfade_the_seam_shows():
 def test_eulerian_loop_seam_is_like_any_other_step():
     clip, _ = synthetic((1.0, 0.5))
     flow, found = clip_flow(TensorClip(clip))
-    frames = render_frames(found.reference, euler_integrate(flow, 24))
+    frames = render_resampled_frames(found.reference, euler_integrate(flow, 24))
     assert seam_ratio(frames, found.region) <= 1.5
 
 

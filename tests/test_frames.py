@@ -14,8 +14,9 @@ from text2cinemagraph.kernels import splat_torch_
 from text2cinemagraph.nodes.stages.frames import (
     PairedAccumulator,
     SplatAccumulator,
+    SplatRender,
     animated_region,
-    pixel_frame_chunks,
+    render_chunks,
     render_pixel_frames,
     stream_pixel_frames,
 )
@@ -180,7 +181,7 @@ def test_frames_come_in_chunks_equal_to_the_whole_batch():
     flow, _ = procedural_flow(centre_mask(64, 12), "upwards", 0.8, "generic", 0)
     motion = euler_integrate(flow, 10)
     calls = []
-    chunks = list(pixel_frame_chunks(picture, motion, progress=lambda d, t: calls.append((d, t)), chunk=4))
+    chunks = list(render_chunks(picture, motion, SplatRender(), progress=lambda d, t: calls.append((d, t)), chunk=4))
     assert [len(c) for c in chunks] == [4, 4, 2]
     assert torch.equal(torch.cat(chunks), render_pixel_frames(picture, motion))
     assert calls == [(n, 10) for n in range(1, 11)]

@@ -12,13 +12,13 @@ from motion_measure import angle_of, detail_curve, in_sector, mean_motion, smoot
 from text2cinemagraph.kernels import euler_integrate
 from text2cinemagraph.kernels.morphology import erode
 from text2cinemagraph.nodes.stages.directions import DIRECTION_SECTORS
-from text2cinemagraph.nodes.stages.frames import render_pixel_frames
+from text2cinemagraph.nodes.stages.frames import render_chunks, render_pixel_frames
 from text2cinemagraph.nodes.stages.procedural_flow import procedural_flow
 from text2cinemagraph.nodes.stages.resampled_frames import (
     MAX_TRAVEL_PX,
+    ResampleRender,
     loop_period,
     render_resampled_frames,
-    resampled_frame_chunks,
     reversed_motion,
 )
 
@@ -103,7 +103,7 @@ def test_parts_and_chunks_give_the_same_frames():
     whole = render_resampled_frames(picture, euler_integrate(flow, 12))
     unstored = euler_integrate(flow, 12, frames=range(0))
     assert torch.equal(render_resampled_frames(picture, unstored, part_frames=5), whole)
-    chunks = list(resampled_frame_chunks(picture, unstored, chunk=5, part_frames=4))
+    chunks = list(render_chunks(picture, unstored, ResampleRender(), chunk=5, part_frames=4))
     assert [len(chunk) for chunk in chunks] == [5, 5, 2]
     assert torch.equal(torch.cat(chunks), whole)
 
@@ -139,8 +139,8 @@ def test_a_loop_longer_than_the_water_carries_plays_a_shorter_one_again():
     video = render_resampled_frames(picture, motion)
     assert torch.equal(video[period:], video[:-period])
     assert torch.equal(video[: period], render_resampled_frames(picture, euler_integrate(flow, period)))
-    streamed = torch.cat(list(resampled_frame_chunks(picture, euler_integrate(flow, 48, frames=range(0)), chunk=7,
-                                                     part_frames=5)))
+    streamed = torch.cat(list(render_chunks(picture, euler_integrate(flow, 48, frames=range(0)), ResampleRender(),
+                                            chunk=7, part_frames=5)))
     assert torch.equal(streamed, video)
     # Along the band the water carries the whole loop, so it is not shortened.
     along, _ = procedural_flow(mask, "left to right", 1.0, "generic", 2)

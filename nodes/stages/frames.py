@@ -29,9 +29,13 @@ the plan's positions (a ``FrameFn``): a splatting method's is
 :func:`splatted_frame` (steps 2 and 3); the resampling render of
 :mod:`.resampled_frames` reads the picture at the positions instead.
 
+A method (:class:`RenderMethod`: :class:`SplatRender` here, the resampling and
+learned renders of their modules, by name in :data:`.renders.RENDERS`) says what
+a pixel carries and how a frame is finished; the one entry point,
+:func:`render_chunks`, does the rest and yields the frames a few at a time
+(bounded memory); :func:`render_frames` fills one ``[N, H, W, C]`` batch.
 Every pixel outside the region is the picture's pixel, bit for bit, and
-frame 0 is the picture. :func:`frame_chunks` yields the frames a few at a
-time (bounded memory); :func:`render_pixel_frames` fills one ``[N, H, W, C]`` batch.
+frame 0 is the picture.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import torch
 from torch import Tensor
 
 from ...kernels import Motion, euler_integrate, splat_
+from ...kernels.splat import softmax_weights
 from ...kernels.integrate import LoopIntegrator
 from ...kernels.errors import InputError
 from ...kernels.morphology import dilate
@@ -69,7 +74,7 @@ def animated_region(motion: Motion) -> Tensor:
     support[motion.sources] = True
     if motion.sources.numel() == 0:
         return support.view(motion.height, motion.width)
-    speed = float(torch.hypot(*motion.flow.flatten(1)[:, motion.sources].double()).max())  # norm(dim=0): 70x slower
+    speed = float(motion.speeds(dtype=torch.float64).max())
     return dilate(support.view(motion.height, motion.width), math.ceil(speed) + 2)
 
 
@@ -513,30 +518,175 @@ def still_chunks(picture: Tensor, num_frames: int, chunk: int, progress: Optiona
     return frame_chunks(picture, None, None, chunk, progress, out)
 
 
-def pixel_frame_chunks(
+# --- the one entry point --------------------------------------------------------------------
+
+
+class RenderMethod:
+    """How a method makes frames; :func:`render_chunks` does the rest (the picture check, the still
+    loop, the device, the plan, the loop played again, the frame loop).
+
+    A method says what each pixel carries and how a frame is finished in :meth:`frame`; it may
+    widen the plan's window (:attr:`margin`, :attr:`multiple`), plan another motion
+    (:meth:`plan`), render on its own device (:meth:`device`) or make a shorter loop that is
+    played ``N / L`` times (:meth:`period`).
+    """
+
+    margin = 0  # px of picture around the region that the window keeps
+    multiple = 1  # the window's top-left corner on a multiple of this
+
+    def carried(self, channels: int) -> int:
+        """Channels a pixel carries (the weight not counted) for a picture of ``channels``."""
+        return channels
+
+    def device(self, motion: Motion, device) -> torch.device:
+        """Where to render: ``device``, by default the motion's."""
+        return torch.device(device if device is not None else motion.flow.device)
+
+    def period(self, motion: Motion) -> int:
+        """``L``, the frames of the loop rendered (it divides ``N``; ``N`` itself unless shortened)."""
+        return motion.num_frames
+
+    def plan(self, motion: Motion, picture: Tensor, device, part_frames: Optional[int]) -> RenderPlan:
+        """The :class:`RenderPlan` of ``motion`` for the ``[H, W, C]`` picture."""
+        return RenderPlan(motion, device, margin=self.margin, multiple=self.multiple, part_frames=part_frames)
+
+    def frame(self, plan: RenderPlan, picture: Tensor, motion: Motion) -> FrameFn:
+        """The frame function: ``(alpha, dropped) -> [C, h * w]`` colours of the window."""
+        raise NotImplementedError
+
+
+class SplatRender(RenderMethod):
+    """The pixel splat: each pixel carries ``[colour * w, w]``, ``w`` the importance's
+    :func:`...kernels.splat.softmax_weights` (default 1), and a frame is finished by :class:`PixelFinisher`.
+
+    Args:
+        importance: optional ``[H, W]`` softmax-splatting metric Z (default 0:
+            overlapping pixels are averaged).
+        accumulator: an accumulator class (default: :func:`make_accumulator`'s choice).
+    """
+
+    def __init__(self, importance: Optional[Tensor] = None, accumulator: Optional[type] = None):
+        self.importance, self.accumulator = importance, accumulator
+
+    def frame(self, plan: RenderPlan, picture: Tensor, motion: Motion) -> FrameFn:
+        window = plan.window(picture.to(plan.device))
+        carried = torch.cat((window, window.new_ones((1, window.shape[1]))))
+        if self.importance is not None:
+            z = self.importance.to(plan.device).float()
+            weight = softmax_weights(z[None])[0][plan.rows, plan.cols].reshape(1, -1)
+            carried = torch.cat((window * weight, weight))
+        make = self.accumulator if self.accumulator is not None else make_accumulator
+        return splatted_frame(plan, make(plan, carried), PixelFinisher(plan, window))
+
+
+PartFrames = Callable[[tuple, int], int]  # (picture shape, carried channels) -> part_frames
+
+
+def render_chunks(
     image: Tensor,
     motion: Motion,
-    importance: Optional[Tensor] = None,
+    method: RenderMethod,
+    *,
     progress: Optional[ProgressFn] = None,
     chunk: int = 8,
     device=None,
-    accumulator: Optional[type] = None,
     out: Optional[Tensor] = None,
-    part_frames: Optional[int] = None,
+    part_frames: Optional[int | PartFrames] = None,
 ) -> Iterator[Tensor]:
-    """The pixel method's frames, ``chunk`` at a time (see :func:`render_pixel_frames`)."""
-    picture = check_picture(image, motion).float().cpu()
+    """The ``N`` frames of ``method``'s render of the loop, as ``[k, H, W, C]`` CPU chunks of at most ``chunk``.
+
+    Args:
+        image: ``[H, W, C]`` (or ``[1, H, W, C]``) float picture.
+        motion: displacements from :func:`...kernels.euler_integrate`.
+        method: a :class:`RenderMethod` (:data:`.renders.RENDERS` by name).
+        progress: ``progress(done, N)`` after each frame; may raise to stop.
+        chunk: frames yielded at once.
+        device: where to render (default: the method's choice, the motion's device).
+        out: ``[N, H, W, C]``: the chunks are views into it (otherwise each is freshly allocated).
+        part_frames: frames whose trajectories are integrated at once when the
+            motion does not store them all (:class:`RenderPlan`), or a function of the
+            picture's shape and the channels the method carries that returns it (a
+            memory check, :func:`.memory.render_part_frames`).
+    """
+    return _chunks(check_picture(image, motion), motion, method, progress=progress, chunk=chunk, device=device,
+                   out=out, part_frames=part_frames)
+
+
+def _chunks(picture: Tensor, motion: Motion, method: RenderMethod, *, progress, chunk, device, out,
+            part_frames) -> Iterator[Tensor]:
+    """:func:`render_chunks` of a checked picture."""
+    picture = picture.float().cpu()
+    if callable(part_frames):
+        part_frames = part_frames(tuple(picture.shape), method.carried(picture.shape[-1]))
     if motion.sources.numel() == 0:
         return still_chunks(picture, motion.num_frames, chunk, progress, out)
-    plan = RenderPlan(motion, device if device is not None else motion.flow.device, part_frames=part_frames)
-    window = plan.window(picture.to(plan.device))
-    carried = torch.cat((window, window.new_ones((1, window.shape[1]))))
-    if importance is not None:
-        z = importance.to(plan.device).float()
-        weight = torch.exp(z - z.max())[plan.rows, plan.cols].reshape(1, -1)
-        carried = torch.cat((window * weight, weight))
-    accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
-    return frame_chunks(picture, plan, splatted_frame(plan, accum, PixelFinisher(plan, window)), chunk, progress, out)
+    render = _Render(picture, method, method.device(motion, device), chunk, part_frames)
+    period = method.period(motion)
+    if period == motion.num_frames:
+        return render.loop(motion, progress, out)
+    return render.repeated(motion, period, progress, out)
+
+
+@dataclass
+class _Render:
+    """What stays the same for every loop a render makes."""
+
+    picture: Tensor  # [H, W, C] float32 CPU
+    method: RenderMethod
+    device: torch.device
+    chunk: int
+    part_frames: Optional[int]
+
+    def loop(self, motion: Motion, progress: Optional[ProgressFn], out: Optional[Tensor]) -> Iterator[Tensor]:
+        """:func:`frame_chunks` of the loop of ``motion`` (all its frames)."""
+        plan = self.method.plan(motion, self.picture, self.device, self.part_frames)
+        frame = self.method.frame(plan, self.picture, motion)
+        return frame_chunks(self.picture, plan, frame, self.chunk, progress, out)
+
+    def repeated(self, motion: Motion, period: int, progress: Optional[ProgressFn],
+                 out: Optional[Tensor]) -> Iterator[Tensor]:
+        """The ``N`` frames as ``N / period`` plays of the loop ``period`` frames long.
+
+        Into ``out`` the loop is rendered once and copied; streamed, it is rendered
+        again for each play, so that no more than a chunk is held.
+        """
+        total, chunk = motion.num_frames, self.chunk
+        whole = motion.stored_frames == range(total + 1)
+        short = euler_integrate(motion.flow, period, frames=None if whole else range(0))
+        for play in range(total // period):
+            first = play * period
+
+            def played(done: int, _: int, first: int = first) -> None:
+                if progress is not None:
+                    progress(first + done, total)
+
+            if out is not None and play > 0:
+                for start in range(0, period, chunk):
+                    stop = min(start + chunk, period)
+                    out[first + start : first + stop] = out[start:stop]
+                    played(stop, period)
+                    yield out[first + start : first + stop]
+                continue
+            yield from self.loop(short, played, out[:period] if out is not None else None)
+
+
+def render_frames(
+    image: Tensor,
+    motion: Motion,
+    method: RenderMethod,
+    *,
+    progress: Optional[ProgressFn] = None,
+    device=None,
+    part_frames: Optional[int | PartFrames] = None,
+) -> Tensor:
+    """:func:`render_chunks` in one batch: ``[N, H, W, C]`` float32 CPU frames; frame 0 is the picture,
+    and every pixel outside :func:`animated_region` is the picture's in every frame."""
+    picture = check_picture(image, motion)
+    out = torch.empty((motion.num_frames, *picture.shape))
+    for _ in _chunks(picture, motion, method, progress=progress, chunk=motion.num_frames, device=device, out=out,
+                     part_frames=part_frames):
+        pass
+    return out
 
 
 def stream_pixel_frames(
@@ -547,20 +697,21 @@ def stream_pixel_frames(
     parts: int = 2,
     device="cpu",
     progress: Optional[ProgressFn] = None,
-    chunks: Callable[..., Iterator[Tensor]] = pixel_frame_chunks,
+    method: Optional[RenderMethod] = None,
 ) -> Iterator[Tensor]:
     """Integrate and render a loop in ``parts`` runs of consecutive frames, ``chunk`` frames at a time.
 
     Only one part's trajectories are held at once: ``1 / parts`` of the memory
     of a whole loop's. The forward integration continues from part to part;
     the backward one resumes from checkpoints or, with many small parts, starts
-    again for each (:class:`...kernels.integrate.LoopIntegrator`). ``chunks`` is
-    the render (default :func:`pixel_frame_chunks`; see
-    :data:`.resampled_frames.PIXEL_RENDERS`); the frames equal its whole-loop render's.
+    again for each (:class:`...kernels.integrate.LoopIntegrator`). ``method`` is
+    the render (default :class:`SplatRender`; see :data:`.renders.RENDERS`); the
+    frames equal its whole-loop render's.
     """
     motion = euler_integrate(flow.to(device), num_frames, frames=range(0))
     part_frames = -(-num_frames // max(parts, 1))
-    return chunks(image, motion, progress=progress, chunk=chunk, device=device, part_frames=part_frames)
+    return render_chunks(image, motion, method if method is not None else SplatRender(), progress=progress,
+                         chunk=chunk, device=device, part_frames=part_frames)
 
 
 def render_pixel_frames(
@@ -572,7 +723,8 @@ def render_pixel_frames(
     accumulator: Optional[type] = None,
     part_frames: Optional[int] = None,
 ) -> Tensor:
-    """Render the ``N`` frames of the loop by symmetric softmax splatting of pixels.
+    """Render the ``N`` frames of the loop by symmetric softmax splatting of pixels
+    (:func:`render_frames` of :class:`SplatRender`).
 
     Args:
         image: ``[H, W, C]`` (or ``[1, H, W, C]``) float picture.
@@ -588,9 +740,5 @@ def render_pixel_frames(
     Returns:
         ``[N, H, W, C]`` float32 CPU frames; frame 0 is the picture.
     """
-    picture = check_picture(image, motion)
-    out = torch.empty((motion.num_frames, *picture.shape))
-    for _ in pixel_frame_chunks(picture, motion, importance, progress, motion.num_frames, device, accumulator, out,
-                                part_frames):
-        pass
-    return out
+    return render_frames(image, motion, SplatRender(importance, accumulator), progress=progress, device=device,
+                         part_frames=part_frames)

@@ -20,7 +20,7 @@ network's full decode everywhere).
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +28,8 @@ from torch import Tensor, nn
 
 from ...kernels import Motion
 from ...kernels.morphology import erode
-from .frames import RenderPlan, check_picture, frame_chunks, make_accumulator, splatted_frame
+from .frames import FrameFn, ProgressFn, RenderMethod, RenderPlan, make_accumulator, render_frames, splatted_frame
 from .networks.frame_net import MIN_WEIGHT, importance_weights
-
-ProgressFn = Callable[[int, int], None]
 
 DECODER_MARGIN = 64  # px; one feature pixel changes G_frame's output up to 38 px away
 CORRECTION_BAND = 12  # px; the reconstruction correction fades to 0 this far inside the region
@@ -81,6 +79,51 @@ class LearnedFinisher:
         return torch.where(self.plan.inside, colour, self.reference)
 
 
+class LearnedRender(RenderMethod):
+    """G_frame's render: each pixel carries ``[features * w, w]`` (:func:`_encode`), a frame is
+    finished by :class:`LearnedFinisher`, on the network's device, in a window grown by
+    :data:`DECODER_MARGIN` (the whole picture without ``crop``) to the network's multiple.
+
+    Args:
+        network: a :class:`.networks.SPADEUnet4SoftmaxSplating` in evaluation mode.
+        correct_reconstruction: add ``picture - decode(still features)`` along the
+            region's edge (see the module docstring).
+        crop: decode only the window around the animated region.
+        band: width of that edge band in pixels.
+        accumulator: an accumulator class of :mod:`.frames` (default: the device's).
+    """
+
+    def __init__(self, network: nn.Module, correct_reconstruction: bool = True, crop: bool = True,
+                 band: int = CORRECTION_BAND, accumulator: Optional[type] = None):
+        self.network, self.crop, self.accumulator = network, crop, accumulator
+        self.band = band if correct_reconstruction else None
+        self.multiple = network.config.multiple
+
+    def carried(self, channels: int) -> int:
+        return self.network.config.feature_channels + 1  # the features and Z
+
+    def device(self, motion: Motion, device) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def plan(self, motion: Motion, picture: Tensor, device, part_frames: Optional[int]) -> RenderPlan:
+        margin = DECODER_MARGIN if self.crop else max(picture.shape[:2])
+        return RenderPlan(motion, device, margin=margin, multiple=self.multiple, part_frames=part_frames)
+
+    def frame(self, plan: RenderPlan, picture: Tensor, motion: Motion) -> FrameFn:
+        colour = picture[..., :3] if picture.shape[-1] >= 3 else picture.expand(-1, -1, 3)
+        with torch.inference_mode():
+            carried = _encode(self.network, colour, plan)
+            finish = LearnedFinisher(plan, self.network, carried, picture, self.band)
+            make = self.accumulator if self.accumulator is not None else make_accumulator
+            splatted = splatted_frame(plan, make(plan, carried), finish)
+
+        def frame(alpha: float, dropped: list) -> Tensor:
+            with torch.inference_mode():
+                return splatted(alpha, dropped)
+
+        return frame
+
+
 def render_learned_frames(
     image: Tensor,
     motion: Motion,
@@ -92,19 +135,15 @@ def render_learned_frames(
     accumulator: Optional[type] = None,
     part_frames: Optional[int] = None,
 ) -> Tensor:
-    """Render the ``N`` frames of the loop with G_frame.
+    """Render the ``N`` frames of the loop with G_frame (:func:`.frames.render_frames` of
+    :class:`LearnedRender`).
 
     Args:
         image: ``[H, W, C]`` (or ``[1, H, W, C]``) picture in [0, 1]; C is 1, 3 or 4
             (an alpha channel is copied).
         motion: displacements from :func:`...kernels.euler_integrate`.
-        network: a :class:`.networks.SPADEUnet4SoftmaxSplating` in evaluation mode.
+        network, correct_reconstruction, crop, band, accumulator: see :class:`LearnedRender`.
         progress: ``progress(done, N)`` after each frame; may raise to stop.
-        correct_reconstruction: add ``picture - decode(still features)`` along the
-            region's edge (see the module docstring).
-        crop: decode only the window around the animated region.
-        band: width of that edge band in pixels.
-        accumulator: an accumulator class of :mod:`.frames` (default: the device's).
         part_frames: frames whose trajectories are integrated at once when the
             motion does not store them all (:class:`.frames.RenderPlan`).
 
@@ -112,28 +151,13 @@ def render_learned_frames(
         ``[N, H, W, C]`` float32 frames; frame 0 is the picture, pixels outside the
         animated region equal it in every frame.
     """
-    picture = check_picture(image, motion).float().cpu()
-    out = torch.empty((motion.num_frames, *picture.shape))
-    if motion.sources.numel() == 0:
-        out.copy_(picture.expand_as(out))
-        return out
-    device = next(network.parameters()).device
-    height, width = picture.shape[:2]
-    margin = DECODER_MARGIN if crop else max(height, width)
-    plan = RenderPlan(motion, device, margin=margin, multiple=network.config.multiple, part_frames=part_frames)
-    colour = picture[..., :3] if picture.shape[-1] >= 3 else picture.expand(-1, -1, 3)
-    with torch.inference_mode():
-        carried = _encode(network, colour, plan)
-        finish = LearnedFinisher(plan, network, carried, picture, band if correct_reconstruction else None)
-        accum = accumulator(plan, carried) if accumulator is not None else make_accumulator(plan, carried)
-        for _ in frame_chunks(picture, plan, splatted_frame(plan, accum, finish), motion.num_frames, progress, out):
-            pass
-    return out
+    method = LearnedRender(network, correct_reconstruction, crop, band, accumulator)
+    return render_frames(image, motion, method, progress=progress, part_frames=part_frames)
 
 
 def _encode(network: nn.Module, colour: Tensor, plan: RenderPlan) -> Tensor:
-    """``[C + 1, window pixels]``: ``[features * exp(Z - max Z), exp(Z - max Z)]`` of the whole
-    picture (``[H, W, 3]`` in [0, 1]), cut to the plan's window."""
+    """``[C + 1, window pixels]``: ``[features * w, w]`` of the whole picture (``[H, W, 3]`` in
+    [0, 1]), ``w`` :func:`...kernels.splat.softmax_weights` of Z, cut to the plan's window."""
     rgb = colour.permute(2, 0, 1).unsqueeze(0).to(plan.device) * 2.0 - 1.0
     features, z = network.encode(rgb)
     carried = importance_weights(features, z, torch.ones(1, device=plan.device))[0][:, plan.rows, plan.cols]

@@ -39,16 +39,16 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
-from ...kernels import Motion, euler_integrate
-from ...kernels.errors import InputError
-from .frames import SLICE, ProgressFn, RenderPlan, check_picture, frame_chunks, pixel_frame_chunks, still_chunks
+from ...kernels import Motion
+from ...kernels.integrate import vector_speed
+from .frames import SLICE, FrameFn, ProgressFn, RenderMethod, RenderPlan, render_frames
 
 LOW_PASS_SIGMA = 4.0  # px: detail finer than this is what the mix restores
 FINE_SIGMA = 1.0  # px: the finest band, below this blur, is what a sub-pixel read dulls most
@@ -113,13 +113,13 @@ def path_frames(flow: Tensor, sources: Tensor, steps: int, samples: int = PATH_S
         grid = (position * scale - 1.0).t()[None, None]  # [1, 1, S, 2]
         return F.grid_sample(field, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0, :, 0]
 
-    own_speed = torch.hypot(*velocity(start))
+    own_speed = vector_speed(velocity(start))
     frames = torch.zeros_like(own_speed)
     for sign in (-1.0, 1.0):
         position, inside = start.clone(), torch.ones_like(own_speed, dtype=torch.bool)
         for _ in range(steps):
             step = velocity(position)
-            inside &= torch.hypot(*step) >= 0.5 * own_speed
+            inside &= vector_speed(step) >= 0.5 * own_speed
             if not bool(inside.any()):
                 break
             frames += inside.float()
@@ -137,7 +137,7 @@ def loop_period(motion: Motion) -> int:
     """
     total = motion.num_frames
     sources = motion.sources[:: max(1, motion.sources.numel() // (64 * PATH_SAMPLES))]  # torch.quantile's size limit
-    speed = torch.hypot(*motion.flow.flatten(1)[:, sources].float())
+    speed = motion.speeds(sources, torch.float32)
     travel_limit = MAX_TRAVEL_PX / max(float(torch.quantile(speed, 0.9)), 1e-6)
     longest = math.ceil(total / WATER_SHARE)  # a path this long (either way) fits the whole loop
     water_limit = WATER_SHARE * float(path_frames(motion.flow, motion.sources, longest).median())
@@ -201,7 +201,7 @@ class Resampler:
         image = extend_moving(planar.view(1, channels, height, width), moving.view(1, 1, height, width))
         radius = math.ceil(3 * LOW_PASS_SIGMA)
         low = gaussian_blur2d(image, 2 * radius + 1, (LOW_PASS_SIGMA, LOW_PASS_SIGMA), border_type="reflect")
-        speed = torch.hypot(*flow[:, plan.rows, plan.cols].to(planar.device)).view(1, 1, height, width)
+        speed = vector_speed(flow[:, plan.rows, plan.cols].to(planar.device)).view(1, 1, height, width)
         radius = math.ceil(3 * FINE_SIGMA)
         sharp = gaussian_blur2d(image, 2 * radius + 1, (FINE_SIGMA, FINE_SIGMA), border_type="reflect")
         self.detail = torch.cat((image - sharp, sharp - low), dim=1)  # [1, 2C, h, w] fine, mid: read bicubically
@@ -270,60 +270,25 @@ class Resampler:
         return self.colour
 
 
-def resampled_frame_chunks(
-    image: Tensor,
-    motion: Motion,
-    progress: Optional[ProgressFn] = None,
-    chunk: int = 8,
-    device=None,
-    out: Optional[Tensor] = None,
-    part_frames: Optional[int] = None,
-) -> Iterator[Tensor]:
-    """The resampling method's frames, ``chunk`` at a time (see :func:`render_resampled_frames`)."""
-    picture = check_picture(image, motion).float().cpu()
-    if motion.sources.numel() == 0:
-        return still_chunks(picture, motion.num_frames, chunk, progress, out)
-    device = device if device is not None else motion.flow.device
-    period = loop_period(motion)
-    if period == motion.num_frames:
-        return _period_chunks(picture, motion, device, chunk, progress, out, part_frames)
-    log.info("the water carries a copy %d frames at most: the loop of %d frames plays a loop of %d frames %d times",
-             period, motion.num_frames, period, motion.num_frames // period)
-    return _repeated_chunks(picture, motion, period, device, chunk, progress, out, part_frames)
+class ResampleRender(RenderMethod):
+    """The resampling render: the plan of :func:`reversed_motion` (the window grown by
+    :data:`CUBIC_MARGIN`), each pixel carries the picture read at its traces, a frame is
+    finished by :class:`Resampler`, and the loop is :func:`loop_period` frames long."""
 
+    margin = CUBIC_MARGIN
 
-def _period_chunks(picture, motion, device, chunk, progress, out, part_frames) -> Iterator[Tensor]:
-    """:func:`.frames.frame_chunks` of the loop of ``motion`` (all its frames)."""
-    plan = RenderPlan(reversed_motion(motion), device, margin=CUBIC_MARGIN, part_frames=part_frames)
-    resampler = Resampler(plan, plan.window(picture.to(plan.device)), motion.flow)
-    return frame_chunks(picture, plan, resampler, chunk, progress, out)
+    def period(self, motion: Motion) -> int:
+        period = loop_period(motion)
+        if period < motion.num_frames:
+            log.info("the water carries a copy %d frames at most: the loop of %d frames plays one of %d frames %d times",
+                     period, motion.num_frames, period, motion.num_frames // period)
+        return period
 
+    def plan(self, motion: Motion, picture: Tensor, device, part_frames: Optional[int]) -> RenderPlan:
+        return super().plan(reversed_motion(motion), picture, device, part_frames)
 
-def _repeated_chunks(picture, motion, period, device, chunk, progress, out, part_frames) -> Iterator[Tensor]:
-    """The ``N`` frames as ``N / period`` plays of the loop ``period`` frames long.
-
-    Into ``out`` the loop is rendered once and copied; streamed, it is rendered
-    again for each play, so that no more than a chunk is held.
-    """
-    total = motion.num_frames
-    whole = motion.stored_frames == range(total + 1)
-    short = euler_integrate(motion.flow, period, frames=None if whole else range(0))
-    for play in range(total // period):
-        first = play * period
-
-        def played(done: int, _: int, first: int = first) -> None:
-            if progress is not None:
-                progress(first + done, total)
-
-        if out is not None and play > 0:
-            for start in range(0, period, chunk):
-                stop = min(start + chunk, period)
-                out[first + start : first + stop] = out[start:stop]
-                played(stop, period)
-                yield out[first + start : first + stop]
-            continue
-        target = out[:period] if out is not None else None
-        yield from _period_chunks(picture, short, device, chunk, played, target, part_frames)
+    def frame(self, plan: RenderPlan, picture: Tensor, motion: Motion) -> FrameFn:
+        return Resampler(plan, plan.window(picture.to(plan.device)), motion.flow)
 
 
 def render_resampled_frames(
@@ -333,7 +298,8 @@ def render_resampled_frames(
     device=None,
     part_frames: Optional[int] = None,
 ) -> Tensor:
-    """Render the ``N`` frames of the loop by backward resampling of the picture (see the module).
+    """Render the ``N`` frames of the loop by backward resampling of the picture (see the module;
+    :func:`.frames.render_frames` of :class:`ResampleRender`).
 
     Args:
         image: ``[H, W, C]`` (or ``[1, H, W, C]``) float picture.
@@ -346,34 +312,4 @@ def render_resampled_frames(
     Returns:
         ``[N, H, W, C]`` float32 CPU frames; frame 0 is the picture.
     """
-    return render_frames(image, motion, "resample", progress, device, part_frames)
-
-
-# The weight-free renders by name, the default first: their chunk generators take the same keywords.
-PIXEL_RENDERS = {"resample": resampled_frame_chunks, "splat": pixel_frame_chunks}
-
-
-def pixel_render(name: str, input_name: str = "pixel_render"):
-    """The chunk generator of the weight-free render ``name`` (:data:`PIXEL_RENDERS`)."""
-    if name not in PIXEL_RENDERS:
-        raise InputError(input_name, f"unknown render {name!r}; valid: {', '.join(PIXEL_RENDERS)}")
-    return PIXEL_RENDERS[name]
-
-
-def render_frames(
-    image: Tensor,
-    motion: Motion,
-    render: str = "resample",
-    progress: Optional[ProgressFn] = None,
-    device=None,
-    part_frames: Optional[int] = None,
-) -> Tensor:
-    """``[N, H, W, C]`` float32 CPU frames of the weight-free render ``render`` (``resample``: this
-    module; ``splat``: :func:`.frames.render_pixel_frames`) in one batch."""
-    chunks = pixel_render(render)
-    picture = check_picture(image, motion)
-    out = torch.empty((motion.num_frames, *picture.shape))
-    for _ in chunks(picture, motion, progress=progress, chunk=motion.num_frames, device=device, out=out,
-                    part_frames=part_frames):
-        pass
-    return out
+    return render_frames(image, motion, ResampleRender(), progress=progress, device=device, part_frames=part_frames)

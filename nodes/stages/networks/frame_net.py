@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ....kernels import splat_torch_
+from ....kernels.splat import softmax_weights, splat_torch_
 from .layers import NoiseBatchNorm, PartialConv2d, PartialNoiseBatchNorm, spectral
 
 DOWN, UP = "down", "up"
@@ -193,8 +193,7 @@ class SPADEUnet4SoftmaxSplating(nn.Module):
 
 def importance_weights(features: Tensor, z: Tensor, scale: Tensor) -> Tensor:
     """``[B, C + 1, H, W]``: ``[features * w, w]`` with ``w = exp(Z - max Z) * scale`` per picture."""
-    z = z - z.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
-    weight = torch.exp(z) * scale.view(-1, 1, 1, 1)
+    weight = softmax_weights(z) * scale.view(-1, 1, 1, 1)
     return torch.cat((features * weight, weight), dim=1)
 
 
