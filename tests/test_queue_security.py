@@ -184,7 +184,12 @@ def test_ctrl_c_reports_an_interruption_the_server_confirmed(stub, tmp_path, mon
 
 
 def test_ctrl_c_does_not_claim_a_cancellation_that_did_not_happen(stub, tmp_path, monkeypatch, capsys):
+    from text2cinemagraph.nodes.client.server import Server
+
     _interrupt_wait(monkeypatch)
+    # The stub's prompt never leaves the queue, so the client waits out its settle time before it
+    # says so; 0.4 s instead of the default 3 s tells the same (two polls of the queue, not 15).
+    monkeypatch.setattr(Server.cancel, "__defaults__", (0.4,))
     stub.interrupt_status = 500
     stub.queue = lambda s: {"queue_running": [[0, PROMPT_ID, {}, {}, []]], "queue_pending": []}
     code = main(["queue", write_workflow(tmp_path, "lake.png"), "--server", stub.url, "--quiet"])

@@ -208,10 +208,12 @@ def test_discriminator_losses_follow_pix2pixhd():
 
 
 def test_vgg_loss_reads_local_torchvision_weights(tmp_path):
-    from torchvision.models import vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
     torch.manual_seed(0)
-    features = vgg19(weights=None).features
+    # vgg19's own features (configuration "E"), without building and initialising its 120M-parameter
+    # classifier, which the loss never reads: the file holds exactly the keys of vgg19().features
+    features = make_layers(cfgs["E"])
     torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg19.pth")
     loss = VGGLoss(str(tmp_path / "vgg19.pth"))
     a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1

@@ -18,10 +18,17 @@ def module_origin(name: str) -> str | None:
 
 
 def register_route() -> None:
-    """Serve :func:`module_origin` when loaded by ComfyUI (the tests import this module too)."""
-    try:
-        from server import PromptServer
-    except ImportError:
+    """Serve :func:`module_origin` when loaded by ComfyUI (the tests import this module too).
+
+    A running ComfyUI imports its ``server`` module before it loads node packs; a test process
+    that imports ComfyUI as a library has none, and importing it there would only cost seconds
+    (``server`` imports ComfyUI's ``nodes``) to fail on ``utils.install_util``.
+    """
+    import sys
+
+    server = sys.modules.get("server")
+    PromptServer = getattr(server, "PromptServer", None)
+    if PromptServer is None or getattr(PromptServer, "instance", None) is None:
         return
     from aiohttp import web
 
