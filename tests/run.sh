@@ -7,4 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup_env.sh
 .venv/bin/python -P tests/print_versions.py
-exec .venv/bin/python -P -m pytest -q --durations=10 tests "$@"
+# The inner loop (-m "not server and not browser") runs on two processes (pytest-xdist): its tests
+# are single-threaded and share nothing. Tests that start ComfyUI servers or Chromium run on one.
+workers=()
+if [[ " $* " == *"not server and not browser"* && " $* " != *" -n "* ]]; then
+  workers=(-n 2)
+fi
+exec .venv/bin/python -P -m pytest -q --durations=10 "${workers[@]}" tests "$@"
