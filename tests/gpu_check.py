@@ -11,9 +11,10 @@ Checks and measures:
 2. the render on the GPU (``SplatAccumulator``: the CuPy kernel) against the CPU
    render (``PairedAccumulator``): frame 0 and every pixel outside the animated
    region bit for bit, all frames within 1e-5; a motion integrated in parts on
-   the GPU (as the nodes do for a large one) gives the same frames as the whole;
-3. integration + render seconds for 120 frames at 512^2 and 3840x2160 (a third
-   of the picture moving), and the peak VRAM;
+   the GPU (as the nodes do for a large one) gives the same frames as the whole; the same for the
+   resampling render (the default), within 1e-4 of the CPU;
+3. integration + render seconds of the resampling (default) and splatting renders for 120
+   frames at 512^2 and 3840x2160 (a third of the picture moving), and the peak VRAM;
 4. the learned frame renderer (G_frame) on the GPU: equal to the CPU one on a
    small picture, and seconds for 120 frames at 512^2 with the full-size network;
 5. the bundled ``text_to_cinemagraph`` workflow at 512^2, 50 steps, 120 frames on
@@ -110,6 +111,7 @@ def render_parity(device: torch.device, size: int) -> None:
         animated_region,
         render_pixel_frames,
     )
+    from text2cinemagraph.nodes.stages.resampled_frames import render_resampled_frames
 
     print("2. GPU render vs CPU render", flush=True)
     picture, flow = scene(size, size, 24, seed=2)
@@ -129,13 +131,25 @@ def render_parity(device: torch.device, size: int) -> None:
     parts = render_pixel_frames(picture, deferred, device=device, accumulator=SplatAccumulator, part_frames=5)
     check(torch.equal(parts, gpu), "a motion integrated in parts on the GPU renders the same frames as the whole")
 
+    print("2b. resampling render (the default) on the GPU vs the CPU", flush=True)
+    cpu = render_resampled_frames(picture, cpu_motion)
+    gpu = render_resampled_frames(picture, cpu_motion, device=device)
+    check(torch.equal(gpu[0], picture), "frame 0 is the picture, bit for bit")
+    check(all(torch.equal(frame[still], picture[still]) for frame in gpu), "still pixels bit for bit in every frame")
+    diff = float((gpu - cpu).abs().max())  # grid_sample's arithmetic differs on the GPU
+    check(diff <= 1e-4, f"all frames within 1e-4 of the CPU render (max diff {diff:.2e})")
+    parts = render_resampled_frames(picture, deferred, device=device, part_frames=5)
+    check(torch.equal(parts, gpu), "a motion integrated in parts on the GPU renders the same frames as the whole")
+
 
 # --- 3: timings -----------------------------------------------------------------------------
 
 
-def time_render(device: torch.device, height: int, width: int, frames: int, repeats: int) -> None:
+def time_render(device: torch.device, height: int, width: int, frames: int, repeats: int,
+                render: str = "splat") -> None:
     from text2cinemagraph.kernels import euler_integrate
-    from text2cinemagraph.nodes.stages.frames import SplatRender, render_chunks
+    from text2cinemagraph.nodes.stages.frames import render_chunks
+    from text2cinemagraph.nodes.stages.renders import render_method
 
     picture, flow = scene(height, width, frames)
     runs = []
@@ -147,7 +161,7 @@ def time_render(device: torch.device, height: int, width: int, frames: int, repe
         motion = euler_integrate(flow.to(device), frames)
         synchronize(device)
         middle = time.perf_counter()
-        for chunk in render_chunks(picture, motion, SplatRender(), chunk=8, device=device):
+        for chunk in render_chunks(picture, motion, render_method(render), chunk=8, device=device):
             del chunk  # frames reach the CPU chunk by chunk; a 4K batch would not fit in RAM
         synchronize(device)
         runs.append((middle - start, time.perf_counter() - middle))
@@ -155,10 +169,10 @@ def time_render(device: torch.device, height: int, width: int, frames: int, repe
     runs = runs[1:]
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     integrate = statistics.median(r[0] for r in runs)
-    render = statistics.median(r[1] for r in runs)
+    seconds = statistics.median(r[1] for r in runs)
     moving = int((flow != 0).any(dim=0).sum())
-    print(f"  | {width}x{height} | {frames} | {moving} | {integrate:.3f} | {render:.3f} | {integrate + render:.3f} | "
-          f"{peak:.2f} |", flush=True)
+    print(f"  | {render} | {width}x{height} | {frames} | {moving} | {integrate:.3f} | {seconds:.3f} | "
+          f"{integrate + seconds:.3f} | {peak:.2f} |", flush=True)
 
 
 # --- 4: learned frames ----------------------------------------------------------------------
@@ -315,13 +329,14 @@ def main() -> int:
     kernel_parity(device)
     render_parity(device, 64 if args.smoke else 256)
     print("3. integration + render seconds (median of 3 after a warm-up; 4K: 1 run)")
-    print("  | size | frames | moving pixels | integrate s | render s | total s | peak VRAM GiB |")
-    print("  |---|---|---|---|---|---|---|")
-    if args.smoke:
-        time_render(device, 64, 64, 12, 1)
-    else:
-        time_render(device, 512, 512, 120, 3)
-        time_render(device, 2160, 3840, 120, 1)
+    print("  | render | size | frames | moving pixels | integrate s | render s | total s | peak VRAM GiB |")
+    print("  |---|---|---|---|---|---|---|---|")
+    for render in ("resample", "splat"):
+        if args.smoke:
+            time_render(device, 64, 64, 12, 1, render)
+        else:
+            time_render(device, 512, 512, 120, 3, render)
+            time_render(device, 2160, 3840, 120, 1, render)
     learned_frames(device, 64 if args.smoke else 512, 2 if args.smoke else 120)
     if not args.skip_workflow:
         if args.smoke:
