@@ -33,6 +33,15 @@ def erode(region: Tensor, radius: int) -> Tensor:
     return ~dilate(~region, radius)
 
 
+def bounding_box(region: Tensor, margin: int = 0) -> tuple[slice, slice]:
+    """Rows and columns of a non-empty ``[H, W]`` bool ``region``'s bounding box, widened by ``margin``
+    px on each side within the picture."""
+    rows, cols = torch.nonzero(region.any(1)).flatten(), torch.nonzero(region.any(0)).flatten()
+    height, width = region.shape
+    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, height)),
+            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, width)))
+
+
 def edge_distance(region: Tensor) -> Tensor:
     """``[H, W]`` float32 Euclidean distance from each pixel of ``region`` to the nearest pixel outside it.
 

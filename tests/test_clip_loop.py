@@ -18,9 +18,9 @@ from PIL import Image
 
 from text2cinemagraph.kernels import euler_integrate
 from text2cinemagraph.kernels.errors import InputError
-from text2cinemagraph.kernels.morphology import erode
+from text2cinemagraph.kernels.morphology import bounding_box, erode
 from text2cinemagraph.nodes.stages.clip_loop import (
-    DEFAULT_THRESHOLD, TAPS, clip_flow, find_region, frame_distances, loop_clip, region_box, region_features,
+    DEFAULT_THRESHOLD, TAPS, clip_flow, find_region, frame_distances, loop_clip, region_features,
 )
 from text2cinemagraph.nodes.stages.clips import FileClip, TensorClip
 from text2cinemagraph.nodes.stages.example_clip import Footage, advected_clip, disc_region, periodic_texture
@@ -138,7 +138,7 @@ def brute_force_span(clip, found, blend: int, periods) -> tuple[float, int, int]
     """``(cost, start, period)`` of the cheapest span, every span tried and every cost summed afresh."""
     from text2cinemagraph.nodes.stages.clip_loop import deflicker, flicker_fits
 
-    box = region_box(found.region)
+    box = bounding_box(found.region)
     side = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
     factor = max(1, -(-side // 64))
     features = [region_features(deflicker(f[box], gain, offset), found.region[box], factor).double()
@@ -204,7 +204,7 @@ def test_per_part_starts_cost_what_a_brute_force_search_finds():
     features = [[] for _ in parts]
     for _, f, gain, offset in flicker_fits(TensorClip(clip), found.reference, ~found.region):
         for part, kept in zip(parts, features):
-            box = region_box(part)
+            box = bounding_box(part)
             kept.append(region_features(deflicker(f[box], gain, offset), part[box], 1).double())
     n, period, weights = len(features[0]), 14, [kept[0].numel() for kept in features]
 
@@ -310,7 +310,7 @@ def test_a_clip_file_is_read_again_for_each_pass(tmp_path):
     path = write_loop(clip, str(tmp_path / "clip.png"), format="apng")
     from_file = FileClip(path)
     assert (from_file.count, from_file.height, from_file.width) == (24, 64, 64)
-    quantised = torch.stack(list(from_file.frames()))
+    quantised = torch.stack([frame for _, frame in from_file.frames(range(from_file.count))])
     assert torch.equal(quantised, (clip * 255).round() / 255)
     _, span_file, _ = loop_clip(from_file, blend=3)
     _, span_memory, _ = loop_clip(TensorClip(quantised), blend=3)

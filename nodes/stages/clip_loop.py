@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...kernels.errors import InputError
-from ...kernels.morphology import dilate, erode
-from .clips import Clip, clip_frame, frames_of
+from ...kernels.morphology import bounding_box, dilate, erode
+from .clips import Clip, clip_frame
 from .drawn_motion import label_parts
 from .inputs import require_finite
 
@@ -108,7 +108,7 @@ def flicker_fits(clip: Clip, reference: Tensor, still: Tensor, indices: Optional
                  progress: Optional[Callable[[int], None]] = None) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
     """``(index, frame, gain, offset)`` for the frames of ``clip`` in ``indices`` (default all), with the
     :func:`fit_gains` that :func:`deflicker` them (applied by the caller, to what it needs)."""
-    for index, frame in frames_of(clip, indices if indices is not None else range(clip.count)):
+    for index, frame in clip.frames(indices if indices is not None else range(clip.count)):
         gain, offset = fit_gains(frame, reference, still)
         yield index, frame, gain, offset
         if progress is not None:
@@ -198,14 +198,6 @@ def find_region(clip: Clip, reference_index: int, mask: Optional[Tensor] = None,
     return ClipRegion(reference, region, score)
 
 
-def region_box(region: Tensor, margin: int = 0) -> tuple[slice, slice]:
-    """Rows and columns of ``region``'s bounding box, widened by ``margin`` inside the frame."""
-    rows, cols = torch.nonzero(region.any(1)).flatten(), torch.nonzero(region.any(0)).flatten()
-    height, width = region.shape
-    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, height)),
-            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, width)))
-
-
 # ---------------------------------------------------------------- eulerian: the average flow
 
 
@@ -243,7 +235,7 @@ def average_flow(clip: Clip, found: ClipRegion, progress: Optional[Callable[[int
 def _measure_flow(cv2, clip: Clip, found: ClipRegion, progress) -> Tensor:
     """:func:`average_flow` with OpenCV (the module ``cv2``) already set to one thread."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    rows, cols = region_box(found.region, FLOW_MARGIN)
+    rows, cols = bounding_box(found.region, FLOW_MARGIN)
     side = max(rows.stop - rows.start, cols.stop - cols.start)
     dis.setFinestScale(max(0, round(math.log2(side / FLOW_LEVEL_PX))))
     pairs = flow_pairs(clip.count, FLOW_PAIRS)
@@ -378,7 +370,7 @@ class _Part:
 def _parts(region: Tensor, per_part: bool) -> list[_Part]:
     found = []
     for part in region_parts(region) if per_part else [region]:
-        box = region_box(part)
+        box = bounding_box(part)
         side = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
         found.append(_Part(box, part[box], max(1, -(-side // FEATURE_SIDE))))
     return found

@@ -33,8 +33,9 @@ class Clip(Protocol):
     width: int
     channels: int
 
-    def frames(self) -> Iterator[Tensor]:
-        """The frames in order, each ``[H, W, C]`` float32 CPU."""
+    def frames(self, indices: range) -> Iterator[tuple[int, Tensor]]:
+        """``(index, frame)`` for the frames whose index lies in ``indices``, in order, each
+        ``[H, W, C]`` float32 CPU (a pass that stops early reads no further)."""
         ...
 
 
@@ -60,9 +61,9 @@ class TensorClip:
         self.batch, self.name = batch, name
         self.count, self.height, self.width, self.channels = batch.shape
 
-    def frames(self) -> Iterator[Tensor]:
-        for frame in self.batch:
-            yield frame.float().cpu()
+    def frames(self, indices: range) -> Iterator[tuple[int, Tensor]]:
+        for index in indices:
+            yield index, self.batch[index].float().cpu()
 
 
 class FileClip:
@@ -111,24 +112,14 @@ class FileClip:
         require_finite(frame, self.name, f"frame {index}")
         return tuple(frame.shape)
 
-    def frames(self) -> Iterator[Tensor]:
+    def frames(self, indices: range) -> Iterator[tuple[int, Tensor]]:
         size = (self.height, self.width, self.channels)
         for index, frame in enumerate(self._decoded()):
-            self._check(frame, index, size)
-            yield frame
-
-
-def frames_of(clip: Clip, indices: range) -> Iterator[tuple[int, Tensor]]:
-    """``(index, frame)`` for the frames of ``clip`` whose index lies in ``indices`` (a pass that stops early)."""
-    if isinstance(clip, TensorClip):
-        for index in indices:
-            yield index, clip.batch[index].float().cpu()
-        return
-    for index, frame in enumerate(clip.frames()):
-        if index >= indices.stop:
-            return
-        if index in indices:
-            yield index, frame
+            if index >= indices.stop:
+                return
+            if index in indices:
+                self._check(frame, index, size)
+                yield index, frame
 
 
 def clip_frame(clip: Clip, index: int, name: str = "reference") -> Tensor:
@@ -136,4 +127,4 @@ def clip_frame(clip: Clip, index: int, name: str = "reference") -> Tensor:
     if not -clip.count <= index < clip.count:
         raise InputError(name, f"is {index} but the clip has frames 0..{clip.count - 1}")
     index %= clip.count
-    return next(frames_of(clip, range(index, index + 1)))[1]
+    return next(clip.frames(range(index, index + 1)))[1]

@@ -455,7 +455,7 @@ def pinned_flow(drawing: Drawing, flow: Tensor, mask: Tensor | None) -> tuple[Te
         raise InputError(WIDGET, "has arrows while a flow is connected: draw only anchors (and regions) to pin "
                          "the connected flow, or disconnect it to draw the motion")
     base = (flow != 0).any(dim=0)
-    _, _, moving = moving_region(drawing, base | mask if mask is not None else base, float(flow.abs().max()))
+    _, _, moving = moving_region(drawing, base | mask if mask is not None else base, float(flow_speed(flow).max()))
     return flow * moving, moving
 
 

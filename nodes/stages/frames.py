@@ -52,7 +52,7 @@ from ...kernels import Motion, euler_integrate, splat_
 from ...kernels.splat import softmax_weights
 from ...kernels.integrate import LoopIntegrator
 from ...kernels.errors import InputError
-from ...kernels.morphology import dilate
+from ...kernels.morphology import bounding_box, dilate
 from ...kernels.warp import bilinear_weights
 from .inputs import single_picture
 
@@ -147,12 +147,9 @@ class RenderPlan:
         self.device = torch.device(device)
         motion = motion.to(self.device)
         self.region = animated_region(motion)
-        height, width = self.region.shape
-        ys, xs = torch.nonzero(self.region, as_tuple=True)
-        top = max(0, int(ys.min()) - margin) // multiple * multiple
-        left = max(0, int(xs.min()) - margin) // multiple * multiple
-        self.rows = slice(top, min(height, int(ys.max()) + 1 + margin))
-        self.cols = slice(left, min(width, int(xs.max()) + 1 + margin))
+        rows, cols = bounding_box(self.region, margin)
+        top, left = rows.start // multiple * multiple, cols.start // multiple * multiple
+        self.rows, self.cols = slice(top, rows.stop), slice(left, cols.stop)
         self.shape = (self.rows.stop - top, self.cols.stop - left)
         self.inside = self.region[self.rows, self.cols].reshape(-1)
         x0, y0 = motion.source_positions()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...kernels.errors import InputError
+from ...kernels.integrate import vector_speed
 from ...kernels.morphology import edge_distance
 from .directions import REGION_KINDS, parse_direction_spec, resolve_angle
 from .inputs import check_masks
@@ -57,8 +58,8 @@ def taper_profile(region: Tensor, taper_px: int) -> Tensor:
 
 
 def flow_speed(flow: Tensor) -> Tensor:
-    """``[..., H, W]`` speed of a ``[..., 2, H, W]`` flow (``norm(dim=-3)`` is about 5x slower on a CPU)."""
-    return torch.hypot(flow[..., 0, :, :], flow[..., 1, :, :])
+    """``[..., H, W]`` speed of a ``[..., 2, H, W]`` flow (:func:`...kernels.integrate.vector_speed`)."""
+    return vector_speed(flow.movedim(-3, 0))
 
 
 def region_flow(

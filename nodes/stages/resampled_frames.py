@@ -96,18 +96,17 @@ def extend_moving(image: Tensor, moving: Tensor, steps: int = CUBIC_MARGIN + 1) 
     return torch.where(known > 0, image, picture)
 
 
-def path_frames(flow: Tensor, sources: Tensor, steps: int, samples: int = PATH_SAMPLES) -> Tensor:
-    """``[S]`` for up to ``samples`` of the ``sources`` (evenly spaced), the frames their path through
-    the water lasts: Euler steps along ``-flow`` and along ``flow`` (at most ``steps`` each) until
-    the flow under the path drops below half the source's speed (still water or the region's edge).
-
-    ``flow``: ``[2, H, W]``; ``sources``: ``[M]`` flat indices of the moving pixels.
+def path_frames(motion: Motion, steps: int, samples: int = PATH_SAMPLES) -> Tensor:
+    """``[S]`` for up to ``samples`` of the motion's sources (evenly spaced), the frames their path
+    through the water lasts: Euler steps along ``-flow`` and along ``flow`` (at most ``steps`` each)
+    until the flow under the path drops below half the source's speed (still water or the region's edge).
     """
-    height, width = flow.shape[1:]
-    picked = sources[torch.linspace(0, sources.numel() - 1, min(samples, sources.numel())).long()]
-    start = torch.stack(((picked % width).float(), torch.div(picked, width, rounding_mode="floor").float()))
-    scale = torch.tensor([[2.0 / max(width - 1, 1)], [2.0 / max(height - 1, 1)]], device=flow.device)
-    field = flow[None].float()
+    count = motion.sources.numel()
+    picked = torch.linspace(0, count - 1, min(samples, count), device=motion.sources.device).long()
+    start = torch.stack(motion.source_positions())[:, picked]  # [2, S] (x, y)
+    scale = torch.tensor([[2.0 / max(motion.width - 1, 1)], [2.0 / max(motion.height - 1, 1)]],
+                         device=motion.flow.device)
+    field = motion.flow[None].float()
 
     def velocity(position: Tensor) -> Tensor:
         grid = (position * scale - 1.0).t()[None, None]  # [1, 1, S, 2]
@@ -140,7 +139,7 @@ def loop_period(motion: Motion) -> int:
     speed = motion.speeds(sources, torch.float32)
     travel_limit = MAX_TRAVEL_PX / max(float(torch.quantile(speed, 0.9)), 1e-6)
     longest = math.ceil(total / WATER_SHARE)  # a path this long (either way) fits the whole loop
-    water_limit = WATER_SHARE * float(path_frames(motion.flow, motion.sources, longest).median())
+    water_limit = WATER_SHARE * float(path_frames(motion, longest).median())
     limit = min(travel_limit, water_limit)
     periods = [n for n in range(1, total + 1) if total % n == 0 and n >= min(total, MIN_PERIOD)]
     fitting = [n for n in periods if n <= limit]
@@ -263,7 +262,7 @@ class Resampler:
             for band in range(2):
                 layer = detail[band * channels : (band + 1) * channels]
                 mixed.addcmul_(layer[:, 0], w1 * gain[band, 0]).addcmul_(layer[:, 1], w2 * gain[band, 1])
-            torch.minimum(mixed.clamp_min_(self.low), self.high, out=mixed)
+            mixed.clamp_(self.low, self.high)
             if dropped:
                 mixed = torch.where((w1 + w2) == 0, self.source_colour[:, part], mixed)  # both left the picture
             self.colour[:, plan.sources[part]] = mixed
