@@ -15,9 +15,10 @@ In one process, alternating, median of ``--repeats`` rounds:
 * eulerian: ClipFlow's path (region + DIS flow averaged over the clip), then
   EulerIntegrate + SymmetricSplatFrameGen's render of a loop of that length.
 
-Then the peak RSS each method adds while it runs (each in a fresh process), over the clip's IMAGE
-batch (the node chain's input): LoopClip's path, ClipFlow's alone, and the eulerian chain, which includes
-the rendered loop's batch and the render's own working memory.
+Then the peak RSS each node chain adds while it runs (each in a fresh process, ComfyUI imported as a
+library), over the clip's IMAGE batch (the chain's input): LoopClip, ClipFlow alone, and ClipFlow ->
+EulerIntegrate -> SymmetricSplatFrameGen, every output kept alive as ComfyUI's cache keeps it (the
+rendered loop's batch and the render's working memory included).
 """
 
 from __future__ import annotations
@@ -45,6 +46,24 @@ from text2cinemagraph.nodes.stages.resampled_frames import render_resampled_fram
 
 
 MEMORY_RUNS = ("loop", "flow", "eulerian")  # flow: ClipFlow alone; eulerian: with EulerIntegrate and the render
+
+
+def node_chain(method: str, clip: torch.Tensor, frames: int) -> tuple:
+    """The outputs of ``method``'s node chain on ``clip`` (an IMAGE batch [N, H, W, C])."""
+    from comfy_inprocess import import_comfy
+
+    import_comfy()
+    from text2cinemagraph.nodes.clip_loop import ClipFlow, LoopClip
+    from text2cinemagraph.nodes.motion import EulerIntegrate, SymmetricSplatFrameGen
+
+    if method == "loop":
+        return LoopClip().loop(0, 0.02, 4, 0, 4, images=clip)
+    flow, image, mask, preview = ClipFlow().measure(0, 0.02, 4, images=clip)
+    if method == "flow":
+        return flow, image, mask, preview
+    (motion,) = EulerIntegrate().integrate(flow, frames)
+    (video,) = SymmetricSplatFrameGen().render(image, motion, "pixel")
+    return flow, image, mask, preview, motion, video
 
 
 def make_clip(size: int, frames: int) -> torch.Tensor:
@@ -90,11 +109,10 @@ def main() -> None:
     runs = {"render": lambda: run_render(picture, flow, args.frames), "loop": lambda: run_loop(clip),
             "eulerian": lambda: run_eulerian(clip, args.frames), "flow": lambda: clip_flow(TensorClip(clip))}
     if args.memory_of:
-        small = make_clip(64, 16)  # imports and first-call set-up (OpenCV, kernels) are not the method's memory
-        run_loop(small) if args.memory_of == "loop" else run_eulerian(small, 8)
-        del small
+        node_chain(args.memory_of, make_clip(64, 16), 8)  # imports and first-call set-up are not the chain's
         with peak_rss() as measured:
-            runs[args.memory_of]()
+            outputs = node_chain(args.memory_of, clip, args.frames)
+        del outputs
         batch = clip.numel() * 4
         print(f"  {args.memory_of:9s} peak RSS added {measured.added / 2**20:7.1f} MiB = {measured.added / batch:.2f}x "
               f"the input batch ({batch / 2**20:.0f} MiB)")
