@@ -387,7 +387,7 @@ def _add_loop_command(commands) -> None:
         description="Everything outside the region is the reference frame, bit for bit, in every frame. "
         "eulerian (default): the region's average optical flow animates the reference frame (seamless by "
         "construction, any length). loop: the clip's own frames, over the span whose seam is cheapest, "
-        "crossfaded into its start. The clip is decoded again for each pass and never held whole.",
+        "switched, pixel by pixel, into its start. The clip is decoded again for each pass and never held whole.",
     )
     c.add_argument("clip", metavar="CLIP", help="the clip: a video file (mp4, webm, gif, ...) or a folder of frames")
     c.add_argument("--mask", help="greyscale picture of what may move (white); default: derived from the motion")
@@ -402,7 +402,7 @@ def _add_loop_command(commands) -> None:
                    help="without --mask: radius in px of the specks removed from the region "
                    f"(default {DEFAULT_SPECKLE})")
     c.add_argument("--blend", type=int, default=DEFAULT_BLEND,
-                   help=f"loop: frames crossfaded before the seam (default {DEFAULT_BLEND})")
+                   help=f"loop: frames before the seam in which each pixel switches to the start (default {DEFAULT_BLEND})")
     c.add_argument("--save-mask", help="also write the region used as a PNG (to refine it and pass it as --mask)")
     _add_output_arguments(c, "frames per second (default: the clip's, or 30 for a folder of frames)", None)
     c.set_defaults(run=loop)

@@ -52,7 +52,8 @@ class LoopClip:
     DESCRIPTION = (
         "Loops a clip with its own frames: picks the span whose end leads back into its start most like any "
         "other step (video textures, Schödl et al. 2000; each separate part of the region may start at its own "
-        "frame) and crossfades the last frames into the frames that lead into the start. Outside the region "
+        "frame) and, in its last frames, switches each pixel over to the frames that lead into the start, at the "
+        "frame where the two agree best (so moving detail never shows twice, as in a crossfade). Outside the region "
         "every frame is the reference frame, bit for bit, so "
         "backgrounds no longer drift or flicker; inside it, flicker is removed too."
     )
@@ -68,11 +69,12 @@ class LoopClip:
         required["frames"] = ("INT", {
             "default": 0, "min": 0, "max": 10000,
             "tooltip": "Frames in the loop; 0 = the best loop of at least half the clip. At most the clip's "
-            "length less the crossfade and 2.",
+            "length less the blend and 2.",
         })
         required["blend"] = ("INT", {
             "default": DEFAULT_BLEND, "min": 0, "max": 64,
-            "tooltip": "Frames crossfaded before the seam; 0 = a plain cut (visible unless the clip repeats).",
+            "tooltip": "Frames before the seam in which each pixel switches, at its best-matching frame, to the frames "
+            "that lead into the start; 0 = a plain cut (visible unless the clip repeats).",
         })
         return {"required": required, "optional": optional}
 

@@ -1,4 +1,5 @@
-"""From a clip to a loop (nodes/stages/clip_loop.py), measured on synthetic clips whose truth is known.
+"""From a clip to a loop (nodes/stages/clip_loop.py), measured on synthetic clips whose truth is known
+and on a real camera clip (a tree in the wind, OpenCV's sample ``tree.avi``; workflows/assets/CREDITS.md).
 
 The clips (nodes/stages/example_clip.py) are a smooth texture advected by a constant velocity inside
 an ellipse, over a background with per-frame flicker, slow brightness drift, a slow pan (0.02 px/frame)
@@ -9,6 +10,7 @@ are made by plain bilinear look-ups, not by the pack's renderer.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 
 import numpy as np
@@ -20,11 +22,14 @@ from text2cinemagraph.kernels import euler_integrate
 from text2cinemagraph.kernels.errors import InputError
 from text2cinemagraph.kernels.morphology import bounding_box, erode
 from text2cinemagraph.nodes.stages.clip_loop import (
-    DEFAULT_THRESHOLD, TAPS, clip_flow, find_region, frame_distances, loop_clip, region_features,
+    DEFAULT_THRESHOLD, TAPS, clip_flow, fill_small_holes, find_region, frame_distances, loop_clip, region_features,
+    switch_weights,
 )
 from text2cinemagraph.nodes.stages.clips import FileClip, TensorClip
 from text2cinemagraph.nodes.stages.example_clip import Footage, advected_clip, disc_region, periodic_texture
 from text2cinemagraph.nodes.stages.resampled_frames import render_resampled_frames
+
+from conftest import ASSETS
 
 torch.set_num_threads(1)
 
@@ -315,3 +320,108 @@ def test_a_clip_file_is_read_again_for_each_pass(tmp_path):
     _, span_file, _ = loop_clip(from_file, blend=3)
     _, span_memory, _ = loop_clip(TensorClip(quantised), blend=3)
     assert span_file == span_memory
+
+
+# ---------------------------------------------------------------- the seam's switch
+
+
+def test_each_pixel_switches_once_at_the_frame_where_the_passes_agree_best():
+    """Left half: the passes agree at window frame 3; right half: at frame 1. Every pixel's weight rises
+    from 0 to 1 without going back, and far from the halves' border it jumps at its own frame."""
+    blend, height, width = 5, 24, 40
+    leaving = [torch.zeros(height, width, 3) for _ in range(blend)]
+    arriving = [torch.ones(height, width, 3) for _ in range(blend)]
+    arriving[3][:, : width // 2] = 0.0
+    arriving[1][:, width // 2:] = 0.0
+    weights = switch_weights(leaving, arriving, radius=2)
+    assert weights.shape == (blend, height, width)
+    assert (weights[1:] >= weights[:-1]).all() and bool((weights[-1] == 1).all())
+    assert torch.equal(weights[:, 12, 5], torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0]))
+    assert torch.equal(weights[:, 12, 35], torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0]))
+    border = weights[2, 12, 17:23]  # feathered across the border: a few pixels between 0 and 1
+    assert border[0] == 0 and border[-1] == 1 and ((border > 0) & (border < 1)).any()
+
+
+def test_a_derived_region_fills_the_still_spots_it_encloses_but_not_large_ones_or_the_edges():
+    region = torch.zeros(60, 60, dtype=torch.bool)
+    region[5:55, 5:55] = True
+    region[10:13, 10:13] = False  # 9 px: small, enclosed
+    region[20:40, 20:40] = False  # 400 px: over 1 % of the frame
+    region[50:60, 30:33] = False  # small, but open to the frame's edge
+    filled = fill_small_holes(region, 0.01)
+    assert filled[10:13, 10:13].all()
+    assert not filled[20:40, 20:40].any() and not filled[56:60, 30:33].any()
+    assert int((filled & ~region).sum()) == 9
+
+
+# ---------------------------------------------------------------- a real camera clip
+
+
+TREE = os.path.join(ASSETS, "tree_in_wind.mp4")
+
+
+@pytest.fixture(scope="module")
+def tree():
+    """``(FileClip, frames [52, 240, 320, 3])``: leaves swaying in the wind, filmed through a window."""
+    clip = FileClip(TREE)
+    return clip, torch.stack([frame for _, frame in clip.frames(range(clip.count))])
+
+
+def detail(frames: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """``[N]``: RMS of each frame's luma minus its 5x5 mean, inside ``region`` (what a double exposure halves)."""
+    grey = frames.mean(-1)[:, None]
+    high = grey - torch.nn.functional.avg_pool2d(grey, 5, 1, 2, count_include_pad=False)
+    return high[:, 0][:, region].square().mean(1).sqrt()
+
+
+def test_a_real_clips_region_is_the_tree_not_the_window_frame_or_the_sky(tree):
+    clip, frames = tree
+    found = find_region(clip, 0)
+    assert (clip.count, clip.height, clip.width) == (52, 240, 320)
+    assert 0.4 <= float(found.region.float().mean()) <= 0.85
+    assert float(found.region[:, :20].float().mean()) < 0.02  # the window's frame, left
+    assert float(found.region[20:80, 50:200].float().mean()) > 0.9  # the crown
+
+
+def test_a_real_clip_loops_without_a_seam_or_a_double_exposure_and_keeps_the_rest_still(tree):
+    clip, frames = tree
+    chunks, span, found = loop_clip(clip)
+    loop = torch.cat(list(chunks(chunk=8)))
+    assert (loop[:, ~found.region] == frames[0][~found.region]).all()
+    assert seam_ratio(loop, found.region) <= 1.5
+    kept = detail(loop, found.region) / detail(frames, found.region).median()
+    assert float(kept.min()) >= 0.95  # a crossfade of the same span: 0.90 (leaves shown twice)
+
+
+def test_a_real_clips_span_costs_what_a_brute_force_search_finds(tree):
+    clip, frames = tree
+    found = find_region(clip, 0)
+    _, span, _ = loop_clip(clip, spread=0)
+    cost, start, period = brute_force_span(frames, found, 6, range(26, 52))
+    assert span.cost == pytest.approx(cost, rel=1e-4, abs=1e-7)
+    assert (span.start, span.period) == (start, period)
+
+
+def test_a_real_clips_eulerian_loop_is_seamless_and_still_outside_its_region(tree):
+    clip, frames = tree
+    flow, found = clip_flow(clip)
+    loop = render_resampled_frames(found.reference, euler_integrate(flow, 24))
+    assert (loop[:, ~found.region] == frames[0][~found.region]).all()
+    assert seam_ratio(loop, found.region) <= 1.5
+
+
+@pytest.mark.parametrize("pan", [(1, 0), (0, -1)], ids=str)
+def test_eulerian_flow_of_real_footage_panned_by_a_known_velocity(tree, pan):
+    """The camera clip seen through a window that moves by ``pan`` px per frame (a crop, so exactly):
+    its content moves by ``-pan`` on top of the leaves' own swaying (which averages out to 0.03 px/frame)."""
+    _, frames = tree
+    count, margin = 40, 40
+    crops = torch.stack([frames[t, margin + pan[1] * t: margin + pan[1] * t + 160,
+                                margin + pan[0] * t - 20: margin + pan[0] * t + 200] for t in range(count)])
+    mask = torch.zeros(crops.shape[1:3])
+    mask[30:130, 40:180] = 1.0
+    flow, found = clip_flow(TensorClip(crops), mask=mask)
+    measured, truth = flow[:, erode(found.region, 8)].mean(dim=1), (-pan[0], -pan[1])
+    angle_error = math.degrees(abs(math.remainder(
+        math.atan2(measured[1], measured[0]) - math.atan2(truth[1], truth[0]), 2 * math.pi)))
+    assert angle_error <= 10.0 and abs(float(measured.norm()) - 1.0) <= 0.2, measured

@@ -25,8 +25,10 @@ A clip (:mod:`.clips`) is read in a few passes, one frame at a time:
      its look. Each connected part of the region has a start of its own (a
      common period keeps the whole loop exact), as Liao, Joshi and Hoppe (2013)
      give each pixel one, so parts whose good spans lie at different times of
-     the clip all loop well. The last ``blend`` frames are crossfaded into the
-     frames that naturally lead into the start, so the seam step is a natural step.
+     the clip all loop well. In the last ``blend`` frames each pixel switches over
+     to the frames that naturally lead into the start, at the frame where the two
+     agree best (:func:`switch_weights`; a crossfade would show moving detail
+     twice), so the seam step is a natural step.
 
 Outside the region every output frame is the reference frame, bit for bit.
 """
@@ -37,6 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -52,7 +55,9 @@ ProgressFn = Callable[[int, int], None]
 LOOP_METHODS = ("eulerian", "loop")
 DEFAULT_THRESHOLD = 0.015  # mean |step| per frame (0..1) above which a pixel moves; sensor noise stays below
 DEFAULT_SPECKLE = 2  # px: radius of the opening that removes specks from a derived region
-DEFAULT_BLEND = 6  # frames of crossfade before the seam
+FILLED_HOLE_SHARE = 0.01  # still patches enclosed by a derived region, up to this share of the frame, move too
+DEFAULT_BLEND = 6  # frames before the seam in which each pixel switches to the frames that lead into the start
+SWITCH_RADIUS = 4  # px: the seam's switching times are chosen over, and feathered across, this radius
 TAPS = (-1, 0, 1)  # frame offsets whose differences make a seam's cost (look and speed)
 FEATURE_SIDE = 64  # the region's box is averaged down to about this many pixels a side for seam costs
 FIT_STRIDE = 4  # every 4th pixel of each axis fits the flicker gains
@@ -128,10 +133,27 @@ def motion_score(clip: Clip, reference: Tensor, still: Tensor, progress=None) ->
 
 
 def region_from_score(score: Tensor, threshold: float, speckle: int) -> Tensor:
-    """``[H, W]`` bool: ``score > threshold``, opened (specks out) and closed (pinholes in) by ``speckle`` px."""
+    """``[H, W]`` bool: ``score > threshold``, opened (specks out) and closed (pinholes in) by ``speckle`` px,
+    with the still patches it encloses filled up to :data:`FILLED_HOLE_SHARE` of the frame."""
     region = score > threshold
     region = dilate(erode(region, speckle), speckle)
-    return erode(dilate(region, speckle), speckle)
+    return fill_small_holes(erode(dilate(region, speckle), speckle), FILLED_HOLE_SHARE)
+
+
+def fill_small_holes(region: Tensor, share: float) -> Tensor:
+    """``[H, W]`` bool ``region`` with every 4-connected patch outside it that touches no edge of the frame
+    and covers at most ``share`` of it filled in. Dark or plain spots inside foliage or water barely change
+    from frame to frame; left out, each would be a frozen hole with a hard edge inside the moving part."""
+    from scipy import ndimage  # a dependency of scikit-learn, which the pack requires
+
+    labels, count = ndimage.label(~region.numpy())
+    if count == 0:
+        return region
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    small = sizes <= share * region.numel()
+    small[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
+    small[0] = False
+    return region | torch.from_numpy(small[labels])
 
 
 def check_region(mask: Tensor, height: int, width: int) -> Tensor:
@@ -282,7 +304,7 @@ def span_costs(distances: Tensor, blend: int, periods: range) -> Tensor:
 
     ``cost(s, p) = mean over k in TAPS of D[s + k, s + p + k]``: the frame shown after the seam
     against the one that would naturally follow, and their neighbours. A span is allowed when every
-    tap is inside the clip, the crossfade's ``blend`` frames before ``s`` exist, and ``p`` is in ``periods``.
+    tap is inside the clip, the seam's ``blend`` frames before ``s`` exist, and ``p`` is in ``periods``.
     """
     n = distances.shape[0]
     costs = torch.full((n, n + 1), float("inf"))
@@ -327,7 +349,7 @@ def choose_span(distances: list[Tensor], weights: list[float], blend: int, frame
         raise InputError(
             "frames",
             f"is {frames}, but this clip of {n} frames holds loops of {blend + 1}..{longest} frames with a "
-            f"crossfade of {blend} (0 = the best loop of at least half the clip); use a longer clip for longer loops",
+            f"blend of {blend} (0 = the best loop of at least half the clip); use a longer clip for longer loops",
         )
     periods = range(frames, frames + 1) if frames else range(max(n // 2, blend + 1), longest + 1)
     costs = torch.stack([span_costs(d, blend, periods) for d in distances])  # [P, N, N + 1]
@@ -391,19 +413,33 @@ def seam_span(clip: Clip, found: ClipRegion, blend: int, frames: int, spread: in
     return choose_span([frame_distances(f) for f in stacked], [f.shape[1] for f in stacked], blend, frames, spread)
 
 
-def crossfade_weight(k: int, period: int, blend: int) -> float:
-    """Weight of frame ``s - blend + j`` in output frame ``k = period - blend + j`` (0 before the crossfade)."""
-    j = k - (period - blend)
-    return (j + 1) / (blend + 1) if j >= 0 else 0.0
+def switch_weights(leaving: list[Tensor], arriving: list[Tensor], radius: int = SWITCH_RADIUS) -> Tensor:
+    """``[B, h, w]``: weight of ``arriving[i]`` against ``leaving[i]`` (crops ``[h, w, C]``) in the seam's
+    window of ``B`` frames.
+
+    Each pixel switches once, at the window frame where the two passes differ least (differences
+    averaged over ``radius`` px, so neighbours switch together), and the switching front is feathered
+    over ``radius`` px. Unlike a crossfade, no frame shows two half-weight copies of moving leaves or
+    waves (double exposure); the seam falls, pixel by pixel, where the passes already agree.
+    """
+    differences = torch.stack([(a - b).abs().mean(-1) for a, b in zip(leaving, arriving)])  # [B, h, w]
+    switch = _box_mean(differences, radius).argmin(0)  # the first minimum: deterministic
+    switched = (torch.arange(len(leaving))[:, None, None] >= switch).float()
+    return _box_mean(switched, radius)
 
 
-def _part_frame(held: dict, start: int, k: int, period: int, blend: int) -> Tensor:
-    """A part's crop in output frame ``k``: its frame ``start + k``, crossfaded near the seam (crops popped)."""
-    crop = held.pop(start + k)
-    weight = crossfade_weight(k, period, blend)
-    if weight > 0:
-        crop = crop.mul_(1.0 - weight).add_(held.pop(start - blend + k - (period - blend)), alpha=weight)
-    return crop.clamp_(0.0, 1.0)
+def _box_mean(maps: Tensor, radius: int) -> Tensor:
+    """``[B, h, w]`` maps averaged over ``(2 radius + 1)^2`` boxes (cut at the edges)."""
+    return F.avg_pool2d(maps[:, None], 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[:, 0]
+
+
+def _switched_part(kept: dict, start: int, period: int, blend: int) -> list[Tensor]:
+    """A part's crops for the last ``blend`` output frames: frames ``start + period - blend + i`` switched
+    into frames ``start - blend + i`` (:func:`switch_weights`), which lead into frame ``start``."""
+    leaving = [kept.pop(start + period - blend + i) for i in range(blend)]
+    arriving = [kept.pop(start - blend + i) for i in range(blend)]
+    weights = switch_weights(leaving, arriving)
+    return [torch.lerp(a, b, w[..., None]) for a, b, w in zip(leaving, arriving, weights)]
 
 
 def loop_chunks(clip: Clip, found: ClipRegion, span: LoopSpan, blend: int, chunk: int = 8,
@@ -411,37 +447,43 @@ def loop_chunks(clip: Clip, found: ClipRegion, span: LoopSpan, blend: int, chunk
     """Yield the loop's ``span.period`` frames as ``[k, H, W, C]`` chunks (views into ``out`` when given).
 
     Output frame ``k`` is the reference frame outside the region and, inside part ``j`` of it,
-    deflickered frame ``s_j + k``, crossfaded in the last ``blend`` frames into frame ``s_j - blend + i``
-    (weight ``(i + 1) / (blend + 1)``), so the last frame leads into the first (frame ``s_j``) like a
-    natural step. Only the parts' boxes are computed; holds, per part, ``blend`` crops and those
-    between its start and the latest start, and one chunk.
+    deflickered frame ``s_j + k``; in the last ``blend`` frames each pixel switches over to frames
+    ``s_j - blend + i`` (:func:`switch_weights`), which lead into the first (frame ``s_j``), so the
+    last frame leads into the first like a natural step. Only the parts' boxes are computed; holds,
+    per part, ``2 blend`` crops and those between its start and the latest start, and one chunk.
     """
     p, starts = span.period, span.starts
     parts = _parts(found.region, len(starts) > 1)
     reference, latest = found.reference, max(starts)
     held = [{} for _ in parts]
-    batch, filled = None, 0
+    switched = [[] for _ in parts]
+    batch, filled, k = None, 0, 0
     needed = range(min(starts) - blend, latest + p)
     for index, frame, gain, offset in flicker_fits(clip, reference, ~found.region, needed):
         for part, start, kept in zip(parts, starts, held):
             if start - blend <= index < start + p:
                 kept[index] = deflicker(frame[part.box], gain, offset)
-        k = index - latest
-        if k < 0:
-            continue
-        if batch is None:
-            size = min(chunk, p - k)
-            batch = out[k:k + size] if out is not None else torch.empty((size, *reference.shape))
-            batch.copy_(reference.expand_as(batch))
-        for part, start, kept in zip(parts, starts, held):
-            target = batch[filled][part.box]
-            target.copy_(torch.where(part.inside[..., None], _part_frame(kept, start, k, p, blend), target))
-        filled += 1
-        if progress is not None:
-            progress(k)
-        if filled == batch.shape[0]:
-            yield batch
-            batch, filled = None, 0
+        # The seam's window needs both passes whole: its frames wait for the clip's last frame.
+        ready = p if index == needed.stop - 1 else min(index - latest + 1, p - blend)
+        while k < ready:
+            if batch is None:
+                size = min(chunk, p - k)
+                batch = out[k:k + size] if out is not None else torch.empty((size, *reference.shape))
+                batch.copy_(reference.expand_as(batch))
+            for j, (part, start, kept) in enumerate(zip(parts, starts, held)):
+                if k < p - blend:
+                    crop = kept.pop(start + k)
+                else:
+                    switched[j] = switched[j] or _switched_part(kept, start, p, blend)
+                    crop = switched[j][k - (p - blend)]
+                target = batch[filled][part.box]
+                target.copy_(torch.where(part.inside[..., None], crop.clamp(0.0, 1.0), target))
+            filled, k = filled + 1, k + 1
+            if progress is not None:
+                progress(k - 1)
+            if filled == batch.shape[0]:
+                yield batch
+                batch, filled = None, 0
 
 
 # ---------------------------------------------------------------- entry points
