@@ -1,6 +1,7 @@
 """Renders the README's comparison of the weight-free renders, ``workflows/readme/renders_frames.jpg`` and
 ``workflows/readme/renders_detail.png``, and its before/after of looping a clip,
-``workflows/readme/loop_clip_strip.jpg`` (:func:`loop_strip`), from the code (like the thumbnails: run on request,
+``workflows/readme/loop_clip_strip.jpg`` (:func:`loop_strip`) and of the bundled camera clip,
+``workflows/readme/tree_loop_strip.jpg`` (:func:`tree_strip`), from the code (like the thumbnails: run on request,
 ``python -P tests/make_readme_pictures.py``; the tests never write into the repository).
 
 The bundled photograph ``evening_glow`` with its water mask, ``procedural`` flow ``left to right``
@@ -83,9 +84,7 @@ CLIP_FRAMES, CLIP_WIDTH, DIFFERENCE_GAIN = 48, 256, 8
 
 def loop_strip() -> Image.Image:
     """Before/after of looping a clip (issue 23): the example clip (T2CExampleClip, the lake, whose whole
-    frame flickers and drifts), LoopClip's loop and ClipFlow's eulerian loop; frames 0, N/4, N/2, 3N/4 of
-    each, and the largest ``|frame t - frame 0|`` over the frames times ``DIFFERENCE_GAIN`` (black where
-    nothing ever changes)."""
+    frame flickers and drifts), LoopClip's loop and ClipFlow's eulerian loop (:func:`strip`)."""
     from text2cinemagraph.nodes.examples import T2CExampleClip
     from text2cinemagraph.nodes.stages.clip_loop import clip_flow, loop_clip
     from text2cinemagraph.nodes.stages.clips import TensorClip
@@ -93,20 +92,37 @@ def loop_strip() -> Image.Image:
     clip, _ = T2CExampleClip().make("lake", CLIP_FRAMES, CLIP_WIDTH)
     chunks, _, _ = loop_clip(TensorClip(clip))
     flow, found = clip_flow(TensorClip(clip))
-    rows = {"the clip": clip, "loop (its own frames)": torch.cat(list(chunks())),
-            "eulerian loop": render_frames(found.reference, euler_integrate(flow, CLIP_FRAMES), render_method("resample"))}
-    size = CLIP_WIDTH
-    sheet = Image.new("RGB", (5 * size + 16, len(rows) * (size + 22)), "white")
+    return strip({"the clip": clip, "loop (its own frames)": torch.cat(list(chunks())),
+                  "eulerian loop": render_frames(found.reference, euler_integrate(flow, CLIP_FRAMES),
+                                                 render_method("resample"))})
+
+
+def tree_strip() -> Image.Image:
+    """The bundled camera clip (a tree in the wind, ``tree_in_wind.mp4``) and LoopClip's loop of it (:func:`strip`)."""
+    from text2cinemagraph.nodes.stages.clip_loop import loop_clip
+    from text2cinemagraph.nodes.stages.clips import FileClip
+
+    clip = FileClip(os.path.join(os.path.dirname(HERE), "workflows", "assets", "tree_in_wind.mp4"))
+    chunks, _, _ = loop_clip(clip)
+    return strip({"the camera clip": torch.stack([frame for _, frame in clip.frames(range(clip.count))]),
+                  "loop (its own frames)": torch.cat(list(chunks()))})
+
+
+def strip(rows: dict) -> Image.Image:
+    """One row per video ``[N, H, W, 3]``: frames 0, N/4, N/2, 3N/4, and the largest ``|frame t - frame 0|``
+    over the frames times ``DIFFERENCE_GAIN`` (black where nothing ever changes)."""
+    height, width = next(iter(rows.values())).shape[1:3]
+    sheet = Image.new("RGB", (5 * width + 16, len(rows) * (height + 22)), "white")
     draw = ImageDraw.Draw(sheet)
     for r, (title, video) in enumerate(rows.items()):
-        top, n = r * (size + 22), video.shape[0]
+        top, n = r * (height + 22), video.shape[0]
         shown = [0, n // 4, n // 2, 3 * n // 4]
         draw.text((4, top + 4), f"{title}: frames " + ", ".join(map(str, shown))
                   + f"; largest |frame t - frame 0| x{DIFFERENCE_GAIN}", fill=(0, 0, 0))
         tiles = [video[k] for k in shown] + [((video - video[0]).abs().amax(dim=0) * DIFFERENCE_GAIN)]
         for c, tile in enumerate(tiles):
             pixels = (tile.clamp(0, 1) * 255).round().byte().numpy()
-            sheet.paste(Image.fromarray(pixels), (c * (size + 4), top + 20))
+            sheet.paste(Image.fromarray(pixels), (c * (width + 4), top + 20))
     return sheet
 
 
@@ -114,6 +130,7 @@ def main() -> None:
     torch.set_num_threads(1)
     os.makedirs(DOCS, exist_ok=True)
     loop_strip().save(os.path.join(DOCS, "loop_clip_strip.jpg"), quality=88)
+    tree_strip().save(os.path.join(DOCS, "tree_loop_strip.jpg"), quality=88)
     picture, mask = load(PHOTOGRAPH)
     flow, _ = procedural_flow(mask, "left to right", 0.5, "generic", 0)
     motion = euler_integrate(flow, FRAMES)
@@ -124,7 +141,7 @@ def main() -> None:
     os.makedirs(DOCS, exist_ok=True)
     frames_sheet(videos, picture).save(os.path.join(DOCS, "renders_frames.jpg"), quality=90)
     detail_plot(curves).save(os.path.join(DOCS, "renders_detail.png"))
-    print(f"wrote {DOCS}/loop_clip_strip.jpg, renders_frames.jpg, renders_detail.png")
+    print(f"wrote {DOCS}/loop_clip_strip.jpg, tree_loop_strip.jpg, renders_frames.jpg, renders_detail.png")
 
 
 if __name__ == "__main__":
