@@ -256,7 +256,8 @@ class SymmetricSplatFrameGen:
                         "default": next(iter(PIXEL_RENDERS)),
                         "tooltip": "How the pixel method makes a frame. resample: reads the picture once per frame "
                         "with a bicubic kernel where each moving pixel came from, and mixes the two copies keeping "
-                        "their contrast: as sharp as the picture in every frame (where the water cannot carry a copy through "
+                        "their contrast, handing over from one to the other patch by patch so a ripple is not shown "
+                        "twice: as sharp as the picture in every frame (where the water cannot carry a copy through "
                         "the whole loop, a loop N/K frames long is played K times; the console says so). splat: the older softmax "
                         "splatting of pixels with hole filling (softer mid-loop). Not used by 'learned'.",
                     },

@@ -71,3 +71,23 @@ def detail_curve(video: Tensor, picture: Tensor, region: Tensor) -> Tensor:
     much fine texture as the picture). ``video`` ``[N, H, W, C]``."""
     frames = high_pass(video.double().mean(dim=-1))[:, region]
     return frames.std(dim=1) / high_pass(picture.double().mean(dim=-1))[region].std()
+
+
+def ghost_curve(video: Tensor, flow: Tensor, lag: float, region: Tensor) -> Tensor:
+    """``[N]`` double exposure: the correlation of each frame's :func:`high_pass` at ``x`` with itself
+    at ``x + lag * flow(x)`` (``flow`` ``[2, H, W]`` px/frame), over the pixels of ``region`` whose
+    partner is in it too. A render that mixes two copies of the picture carried ``lag`` frames apart
+    along the flow shows each detail twice there (about 0.5 for an even mix); one copy, about the
+    picture's own correlation at that distance."""
+    height, width = region.shape
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                            indexing="ij")
+    grid = torch.stack(((xs + lag * flow[0]) * (2.0 / (width - 1)) - 1.0,
+                        (ys + lag * flow[1]) * (2.0 / (height - 1)) - 1.0), dim=-1)[None]
+    partner = F.grid_sample(region[None, None].double(), grid, align_corners=True)[0, 0] > 0.999
+    pairs = region & partner
+    detail = high_pass(video.double().mean(dim=-1))[:, None]  # [N, 1, H, W]
+    moved = F.grid_sample(detail, grid.expand(len(detail), -1, -1, -1), align_corners=True)[:, 0]
+    a, b = detail[:, 0][:, pairs], moved[:, pairs]
+    a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)

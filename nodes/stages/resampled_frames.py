@@ -12,8 +12,12 @@ came from, instead of pushing the picture's pixels to where they go:
 * each copy reads the picture once with a bicubic kernel (never a resampled
   frame, so no blur accumulates over the loop), split into a low-pass
   (Gaussian, ``LOW_PASS_SIGMA``) and the detail above it;
-* the copies are mixed with ``alpha = 1 - n/N`` and ``1 - alpha`` (Holynski
-  et al. 2021), times a visibility: a trace that ran into still or slow water
+* the copies are mixed with ``a(x)`` and ``1 - a(x)``, where ``a`` goes from
+  1 at frame 0 to 0 at frame N. Holynski et al. (2021) use one
+  ``alpha = 1 - n/N`` for the whole frame, so mid-loop every ripple shows
+  twice at half strength; here each patch of water hands over within
+  :data:`HANDOVER` of the loop, at a time of its own (:func:`handover`), so
+  most pixels show one copy at any frame. Each share is times a visibility: a trace that ran into still or slow water
   (where the flow tapers off at the region's edge) would stretch that edge
   into the region, so it counts for as much as the speed at its end over the
   speed at ``x`` (the stretch of a steady flow's map), at most 1, and fades
@@ -61,6 +65,9 @@ WATER_SHARE = 0.5  # of the water a path crosses (upstream edge to downstream ed
 MIN_PERIOD = 12  # frames: a shorter loop would flicker
 OFFSET_STEPS = 5  # fractional offsets 0, 1/8, .., 1/2 per axis at which a bicubic read's loss of detail is measured
 PATH_SAMPLES = 4096  # moving pixels whose paths measure the water's length along the flow
+HANDOVER = 0.5  # of the loop: how long each pixel takes to hand over from the first copy to the last
+PHASE_PX = 48.0  # px: size of the patches that hand over together
+PHASE_SEED = 0  # the handover's pattern is fixed: the same picture and flow give the same frames
 
 log = logging.getLogger("text2cinemagraph")
 
@@ -146,6 +153,29 @@ def loop_period(motion: Motion) -> int:
     return max(fitting) if fitting else min(periods)
 
 
+def handover_phases(height: int, width: int, sources: Tensor) -> Tensor:
+    """``[M]`` in ``[0, 1]``, evenly spread: when, within the loop, each moving pixel (``sources``, flat
+    indices into ``[height, width]``) hands over from the first copy to the last. Smooth noise of
+    :data:`PHASE_PX` patches, ranked, so as many pixels hand over at any time as at any other."""
+    generator = torch.Generator().manual_seed(PHASE_SEED)
+    coarse = torch.rand(1, 1, math.ceil(height / PHASE_PX) + 3, math.ceil(width / PHASE_PX) + 3, generator=generator)
+    size = (int(coarse.shape[2] * PHASE_PX), int(coarse.shape[3] * PHASE_PX))
+    noise = F.interpolate(coarse, size=size, mode="bicubic", align_corners=False)[0, 0, :height, :width]
+    values = noise.reshape(-1)[sources.cpu()]
+    ranks = torch.empty_like(values)
+    ranks[torch.argsort(values, stable=True)] = torch.arange(values.numel(), dtype=values.dtype)
+    return (ranks / max(values.numel() - 1, 1)).to(sources.device)
+
+
+def handover(alpha: float, phase: Tensor) -> Tensor:
+    """``[M]`` the first copy's share at each pixel for the loop's ``alpha`` (1 at frame 0, 0 at frame N):
+    each pixel hands over, smoothly, within :data:`HANDOVER` of the loop centred at its own ``phase``, so
+    that at any frame most pixels show one copy, not two half-strength copies (a double exposure)."""
+    centre = 1.0 - HANDOVER / 2 - (1.0 - HANDOVER) * phase  # in [H/2, 1 - H/2]: 1 at frame 0, 0 at frame N
+    t = ((alpha - centre) / HANDOVER + 0.5).clamp_(0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def bicubic_loss(detail: Tensor, loss_bands: int, sources: Tensor, scale: Tensor, samples: int = 1 << 16) -> Tensor:
     """``[1, B, K, K]`` (``K`` = :data:`OFFSET_STEPS`) the standard deviation of each of the ``B``
     bands of ``detail`` (``[1, B * C, h, w]``, band-major) read bicubically at its moving pixels
@@ -209,6 +239,7 @@ class Resampler:
         self.scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=planar.device)
         self.plan, self.planar, self.channels = plan, planar, channels
         self.source_speed = speed.view(-1)[plan.sources]  # [M]
+        self.phase = handover_phases(height, width, plan.sources)  # [M]
         self.loss = bicubic_loss(self.detail, 2, plan.sources, self.scale)  # [1, 2, K, K]
         # Window coordinates -> distance to the picture's edges: left/top = p + start, right/bottom = end - p.
         start = torch.tensor([[float(plan.cols.start)], [float(plan.rows.start)]], device=planar.device)
@@ -236,8 +267,9 @@ class Resampler:
         low, high = self.edge
         edge = torch.minimum(position + low, high - position).amin(dim=1)
         visible *= (edge / EDGE_PX).clamp_(MIN_VISIBLE, 1.0)
-        visible[0] *= alpha
-        visible[1] *= 1.0 - alpha
+        first = handover(alpha, self.phase[part])
+        visible[0] *= first
+        visible[1] *= 1.0 - first
         visible *= self.kept.view(2, -1)[:, part]
         return visible / visible.sum(dim=0).clamp_min(1e-12)
 

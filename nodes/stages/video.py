@@ -138,7 +138,7 @@ def _repeat_cycles(frames: Frames, chunks: Iterator[Tensor], size, cycles: int, 
                 yield buffer
 
 
-def _palette_sample(first: Tensor, max_frames: int = 16, max_pixels: int = 1 << 18) -> np.ndarray:
+def _palette_sample(first: Tensor, max_frames: int = 16, max_pixels: int = 1 << 16) -> np.ndarray:
     """Frames spread over ``first`` (the batch, or the first streamed chunk), thinned to ``max_pixels``."""
     picks = first[:: max(1, len(first) // max_frames)][:max_frames]
     height, width = first.shape[1:3]
