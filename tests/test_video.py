@@ -155,7 +155,12 @@ def test_streamed_chunks_write_what_the_batch_writes(tmp_path, loop, fmt):
         for name in sorted(os.listdir(batch)):
             assert open(os.path.join(batch, name), "rb").read() == open(os.path.join(streamed, name), "rb").read()
     elif fmt == "mp4":
-        assert all(np.array_equal(a, b) for a, b in zip(decoded_frames(batch), decoded_frames(streamed)))
+        # x264 is not bit-reproducible here under load (2 of 60 identical single-threaded encodes of
+        # random frames differed, 2026-12-08), so the frames are compared within a grey level: a frame
+        # missing, repeated or out of order differs by about 80 on these random frames.
+        first, second = decoded_frames(batch), decoded_frames(streamed)
+        assert len(first) == len(second) == FRAMES
+        assert all(np.abs(a.astype(np.int16) - b).mean() < 1.0 for a, b in zip(first, second))
     else:
         assert open(batch, "rb").read() == open(streamed, "rb").read()
 
